@@ -1,0 +1,28 @@
+"""The ``yard`` command group; each subgroup lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from modelyard import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="yard")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def yard(debug: bool) -> None:
+    """modelyard: data → train → evaluate → registry, on the machine you have.
+
+    Start with `yard quickstart`, or `yard run RECIPE`.
+    """
+
+
+def _register_commands() -> None:
+    from modelyard.cli import config, data, evaluate, models, report, run, runs, train
+
+    for module in (run, config, data, train, evaluate, models, runs, report):
+        for command in module.COMMANDS:
+            yard.add_command(command)
+
+
+_register_commands()
