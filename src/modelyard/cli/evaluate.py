@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from modelyard.cli.output import emit_json, json_option, print_table
+
+if TYPE_CHECKING:
+    from modelyard.core.refs import ModelRef
+    from modelyard.store.project import Store
 
 
 @click.command("evaluate")
@@ -35,12 +41,10 @@ def evaluate_command(model: str, dataset: str, metrics: str, split: str, as_json
                     list(report["metrics"].items()))
 
 
-def resolve_model(store: object, text: str) -> object:
+def resolve_model(store: Store, text: str) -> ModelRef:
     """A registry reference (``name@alias``) or an artifact id prefix → ModelRef."""
     from modelyard.core.refs import ModelRef
-    from modelyard.store.project import Store
 
-    assert isinstance(store, Store)
     if "@" in text or not all(c in "0123456789abcdef" for c in text.lower()) or len(text) < 6:
         return store.models.resolve(text).ref
     return ModelRef(id=store.artifacts.resolve_prefix(text).id)

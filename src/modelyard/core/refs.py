@@ -50,4 +50,4 @@ REF_TYPES: dict[str, type[ArtifactRef]] = {"dataset": DatasetRef, "model": Model
 def make_ref(artifact_id: str, kind: str) -> ArtifactRef:
     """Build the typed reference for ``kind`` (falls back to :class:`ArtifactRef`)."""
     cls = REF_TYPES.get(kind)
-    return cls(id=artifact_id) if cls else ArtifactRef(id=artifact_id, kind=kind)
+    return cls(id=artifact_id) if cls else ArtifactRef(id=artifact_id, kind=kind)  # type: ignore[call-arg]

@@ -38,8 +38,8 @@ def run(cfg: EvaluateConfig, model: ModelRef, data: DatasetRef, *, ctx: RunConte
     metric_fns = {name: METRICS.get(name) for name in cfg.metrics}
     dataset = open_dataset(ctx.store, data)
     loaded = load_model(ctx.store, model)
-    for ref in (model, data):
-        ctx.store.artifacts.link_input(ctx.run_id, ref)
+    ctx.store.artifacts.link_input(ctx.run_id, model)
+    ctx.store.artifacts.link_input(ctx.run_id, data)
     _check_compatible(loaded.spec, dataset.schema.label_names, dataset.schema.task)
     x, y = dataset.arrays(split)
     if len(x) == 0:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # no display: render to memory only
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 
 def to_data_uri(fig: Figure) -> str:

@@ -74,7 +74,7 @@ def load_model_dir(path: Path, ref: ModelRef, *, device: str | torch.device = "c
     spec = json.loads(spec_path.read_text("utf-8"))
     module = build_from_spec(spec)
     try:
-        missing, unexpected = load_safetensors_model(module, str(weights), strict=True, device=str(device))
+        load_safetensors_model(module, str(weights), strict=True, device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ArtifactError(f"cannot load weights: {exc}", where=str(weights)) from exc
     module.to(device).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import time
@@ -76,7 +77,8 @@ class RunStore:
             raise NotFoundError(f"run id prefix {run_id!r} is ambiguous")
         return _decode(rows[0]._asdict())
 
-    def list(self, *, kind: str | None = None, limit: int = 50, parent_run_id: str | None = None) -> list[dict[str, Any]]:
+    def list(self, *, kind: str | None = None, limit: int = 50,
+             parent_run_id: str | None = None) -> builtins.list[dict[str, Any]]:
         """The newest runs first."""
         query = select(tables.runs).order_by(tables.runs.c.started_at.desc()).limit(limit)
         if kind:
@@ -107,14 +109,14 @@ class RunStore:
         if rows:
             with_retry(self.engine, lambda conn: conn.execute(insert(tables.metrics), rows))
 
-    def metric_keys(self, run_id: str) -> list[str]:
+    def metric_keys(self, run_id: str) -> builtins.list[str]:
         """The metric names a run recorded."""
         with self.engine.connect() as conn:
             keys = conn.execute(select(tables.metrics.c.key).where(tables.metrics.c.run_id == run_id)
                                 .distinct()).scalars().all()
         return sorted(keys)
 
-    def metric_series(self, run_id: str, key: str) -> list[tuple[int, float]]:
+    def metric_series(self, run_id: str, key: str) -> builtins.list[tuple[int, float]]:
         """(step, value) pairs of one metric, by step (NULL comes back as NaN)."""
         m = tables.metrics
         with self.engine.connect() as conn:
@@ -122,7 +124,7 @@ class RunStore:
                                 .order_by(m.c.step, m.c.id)).all()
         return [(r.step, math.nan if r.value is None else r.value) for r in rows]
 
-    def artifacts(self, run_id: str, role: str = "output") -> list[tuple[str, str]]:
+    def artifacts(self, run_id: str, role: str = "output") -> builtins.list[tuple[str, str]]:
         """(artifact id, kind) pairs a run wrote (or read, with ``role='input'``)."""
         ra, a = tables.run_artifacts, tables.artifacts
         with self.engine.connect() as conn:

@@ -59,7 +59,7 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup`` of the steps, then the named decay to zero (or constant)."""
     shape = _shape(cfg.name)
-    warmup = int(round(cfg.warmup * total_steps))
+    warmup = round(cfg.warmup * total_steps)
 
     def factor(step: int) -> float:
         if warmup and step < warmup:

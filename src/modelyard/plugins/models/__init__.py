@@ -8,7 +8,7 @@ recipe's ``model.params``:
 |----------|-------------------------------------------------|-------------------------------------|
 | tabular  | ``num_features: int``                           | ``forward(x: (B, F) float)``        |
 | image    | ``in_channels: int, image_size: tuple[int,int]``| ``forward(x: (B, C, H, W) float)``  |
-| tokens   | ``vocab_size: int, max_length: int``            | ``forward(input_ids: (B, T) long, attention_mask=None)`` |
+| tokens   | ``vocab_size: int, max_length: int``            | ``forward(input_ids: (B, T) long, attention_mask)`` |
 
 Every factory also takes ``num_outputs: int`` and returns a ``torch.nn.Module`` whose
 output is logits ``(B, num_outputs)`` (regression: ``num_outputs=1``).
