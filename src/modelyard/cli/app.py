@@ -15,6 +15,9 @@ def yard(debug: bool) -> None:
 
     Start with `yard quickstart`, or `yard run RECIPE`.
     """
+    from modelyard.core.logging import configure
+
+    configure("DEBUG" if debug else "INFO")
 
 
 def _register_commands() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Pipes and CI logs get a wide console instead of rich's 80-column default, so ids are not cut.
+console = Console(width=None if sys.stdout.isatty() else max(140, shutil.get_terminal_size((140, 40)).columns))
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
