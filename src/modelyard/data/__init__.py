@@ -1,24 +1,32 @@
 """Stage 1, prepare: raw source → DatasetRef.
 
-Reads the recipe's ``data.source``, resolves and validates column roles, makes a seeded
-(stratified) train / valid / test split, and writes a Parquet dataset artifact with its
-schema and stats.
+Reads the recipe's ``data.source`` as a stream of chunks (CSV, TSV, JSONL, Parquet, a
+folder of images per class, a text corpus, numpy arrays, scikit-learn datasets), then:
+
+1. validates every row against the resolved column roles and types (fail / drop / fill);
+2. cleans: Unicode NFKC, trimming, empty texts, missing values;
+3. finds personal data (e-mails, phones, cards, IPs, IBANs, national ids) and masks or drops it;
+4. removes exact duplicates, reports conflicting ones, finds near-duplicate texts (MinHash LSH);
+5. flags likely label errors (out-of-fold probabilities + cleanlab), reports, drops or relabels;
+6. splits train / valid / test (random, stratified, grouped, time-ordered; k folds), seeded;
+7. removes rows of valid / test that leak from another split;
+8. writes Parquet per split + schema + the preprocessor fitted on train (fills, outlier
+   bounds, scaling) + stats (class balance, class weights) + ``quality.json``.
+
+Balancing (over/under-sampling, SMOTE, ADASYN) and augmentation touch the train split only,
+when it is loaded (:meth:`Dataset.arrays`, :meth:`Dataset.texts`), so folds refit them.
 
     yard data prepare recipes/quickstart.yaml
+    yard data report <dataset-id>
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 from modelyard.config.recipe import Recipe
 from modelyard.core.refs import DatasetRef
-from modelyard.data.artifact import SPLITS, Dataset, open_dataset, write_dataset
-from modelyard.data.schema import DatasetSchema, infer_schema
-from modelyard.data.sources import read_source
-from modelyard.data.split import split_indices
+from modelyard.data.artifact import Dataset, open_dataset
+from modelyard.data.preprocess import Preprocessor
+from modelyard.data.schema import DatasetSchema
 from modelyard.store.context import RunContext
 
 
@@ -30,33 +38,16 @@ def run(recipe: Recipe, *, ctx: RunContext) -> DatasetRef:
         ctx: the run context (store, run id, metrics).
 
     Returns:
-        The reference of the (content-addressed) dataset artifact.
+        The reference of the (content-addressed) dataset artifact: the same input and
+        recipe always give the same id.
+
+    Raises:
+        DataError: unreadable or invalid data, naming the file, row and column.
+        ConfigError: options that do not fit the data (e.g. an augmentation for another modality).
     """
-    cfg, task = recipe.data, recipe.task
-    raw = read_source(cfg.source)
-    schema, frame = infer_schema(raw, cfg.columns, task=task)
-    labels = frame["label"].to_numpy()
-    stratify = cfg.split.stratify and task == "classification"
-    index = split_indices(labels, cfg.split, seed=recipe.seed, stratify=stratify)
-    splits = {name: frame.iloc[index[name]] for name in SPLITS}
-    stats = _stats(schema, splits, rows_in=len(raw.frame))
-    with ctx.store.artifacts.staging() as folder:
-        write_dataset(folder, schema, splits, stats)
-        ref = ctx.store.artifacts.publish(folder, kind="dataset", run_id=ctx.run_id,
-                                          meta={"source": schema.source, "modality": schema.modality})
-    ctx.store.runs.set_summary(ctx.run_id, {"dataset": ref.id, **{f"rows/{k}": v for k, v in stats["rows"].items()}})
-    return DatasetRef(id=ref.id)
+    from modelyard.data.prepare import prepare
+
+    return prepare(recipe, ctx=ctx)
 
 
-def _stats(schema: DatasetSchema, splits: dict[str, Any], *, rows_in: int) -> dict[str, Any]:
-    stats: dict[str, Any] = {"rows_in": rows_in, "rows": {name: len(f) for name, f in splits.items()}}
-    if schema.task == "classification":
-        stats["class_counts"] = {
-            name: {schema.label_names[i]: int(c)
-                   for i, c in enumerate(np.bincount(f["label"].to_numpy(), minlength=schema.num_classes))}
-            for name, f in splits.items()
-        }
-    return stats
-
-
-__all__ = ["Dataset", "DatasetSchema", "open_dataset", "run"]
+__all__ = ["Dataset", "DatasetSchema", "Preprocessor", "open_dataset", "run"]
