@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from modelyard.plugins.models import register_model
+from modelyard.plugins.models.init import InitScheme, init_weights
 
 
 class _ResidualBlock(nn.Module):
@@ -55,7 +56,7 @@ class SmallResNet(nn.Module):
 
 @register_model("cnn", modality="image")
 def cnn(*, in_channels: int, image_size: Sequence[int], num_outputs: int,
-        channels: Sequence[int] = (32, 64), dropout: float = 0.1) -> nn.Module:
+        channels: Sequence[int] = (32, 64), dropout: float = 0.1, init: InitScheme = "default") -> nn.Module:
     """A small ResNet for images of any size (global pooling makes ``image_size`` free).
 
     Args:
@@ -64,7 +65,9 @@ def cnn(*, in_channels: int, image_size: Sequence[int], num_outputs: int,
         num_outputs: number of classes.
         channels: width of each residual stage.
         dropout: dropout before the head.
+        init: weight initialisation (``default`` keeps PyTorch's; xavier, kaiming, normal).
     """
     if not channels:
         raise ValueError("channels must name at least one stage width")
-    return SmallResNet(in_channels=in_channels, num_outputs=num_outputs, channels=channels, dropout=dropout)
+    model = SmallResNet(in_channels=in_channels, num_outputs=num_outputs, channels=channels, dropout=dropout)
+    return init_weights(model, init)
