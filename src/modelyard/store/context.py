@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelyard.core.errors import YardError
+from modelyard.store.environment import peak_rss_mb, process_cpu_seconds
 from modelyard.store.project import Store
 
 
@@ -126,7 +127,8 @@ class RunContext:
     @property
     def work_dir(self) -> Path:
         """A per-run scratch folder in the store (checkpoints live here)."""
-        path = self.store.root / "runs" / self.run_id
+        # An encrypted store keeps run scratch in private memory (store/plaintext.py), not on disk.
+        path = self.store.scratch_root / "runs" / self.run_id
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -136,6 +138,7 @@ def stage_run(store: Store, *, kind: str, name: str, config: Mapping[str, Any], 
               progress: Progress | None = None, seed: int = 0) -> Iterator[RunContext]:
     """Open a run for one stage; it ends ``finished``, or ``failed`` with the error, whatever happens."""
     run_id = store.runs.create(kind=kind, name=name, config=config, parent_run_id=parent_run_id)
+    cpu_before = process_cpu_seconds()
     ctx = RunContext(store=store, run_id=run_id, metrics=MetricLogger(store, run_id),
                      progress=progress or SilentProgress(), seed=seed)
     try:
@@ -147,8 +150,16 @@ def stage_run(store: Store, *, kind: str, name: str, config: Mapping[str, Any], 
             traceback.format_exception_only(type(exc), exc)).strip()
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
-        store.runs.finish(run_id, status="failed", error=message)
+        store.runs.finish(run_id, status="failed", error=message, compute=_compute_used(cpu_before))
         raise
     ctx.progress.stop()
     ctx.metrics.flush()
-    store.runs.finish(run_id, status="finished")
+    store.runs.finish(run_id, status="finished", compute=_compute_used(cpu_before))
+
+
+def _compute_used(cpu_before: float) -> dict[str, Any]:
+    """What the model card reports as compute: measured CPU time, and the process's peak memory."""
+    # Peak RSS is the process's high-water mark so far: for a stage inside `yard run` it
+    # includes the stages before it (an upper bound, said so in the card).
+    return {"cpu_hours": round((process_cpu_seconds() - cpu_before) / 3600, 6),
+            "peak_memory_mb": peak_rss_mb(), "measured": "process cpu time; process peak RSS"}

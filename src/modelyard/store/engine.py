@@ -17,6 +17,7 @@ from modelyard.core.errors import StoreError
 T = TypeVar("T")
 _BUSY_TIMEOUT_MS = 30_000
 _RETRIES = 8
+_WRITE_OPTION = "yard_write"
 
 
 def make_engine(url: str) -> Engine:
@@ -39,10 +40,12 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Connection) -> None:
-            # Take the write lock at BEGIN, not at the first write: a deferred transaction that
-            # read first and then writes can fail with SQLITE_BUSY without waiting.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Connection) -> None:
+            # Writes take the write lock at BEGIN, not at the first write: a deferred transaction
+            # that read first and then writes can fail with SQLITE_BUSY without waiting. Reads
+            # (plain `engine.connect()`) stay deferred, so in WAL mode they never wait for a writer.
+            write = conn.get_execution_options().get(_WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         # Let SQLAlchemy's pysqlite driver leave BEGIN to us (the documented recipe).
         @event.listens_for(engine, "connect")
@@ -67,9 +70,15 @@ def _is_transient(exc: OperationalError) -> bool:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One write transaction (no retry: use :func:`with_retry` around the whole unit of work)."""
-    with engine.begin() as conn:
-        yield conn
+    """One write transaction (no retry: use :func:`with_retry` around the whole unit of work).
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``; ``engine.begin()`` used directly gets a
+    deferred ``BEGIN`` (fine for one-statement writes, weaker under contention).
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{_WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def with_retry(engine: Engine, work: Callable[[Connection], T]) -> T:
@@ -80,7 +89,7 @@ def with_retry(engine: Engine, work: Callable[[Connection], T]) -> T:
     """
     for attempt in range(_RETRIES):
         try:
-            with engine.begin() as conn:
+            with transaction(engine) as conn:
                 return work(conn)
         except OperationalError as exc:
             if not _is_transient(exc) or attempt == _RETRIES - 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -26,15 +27,21 @@ def host_facts() -> dict[str, object]:
     }
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that decide a run's numbers."""
-    out = {}
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    # Looked up once per process: a search creates a run per trial, and the metadata scan costs ~40 ms.
+    out = []
     for name in TRACKED_PACKAGES:
         try:
-            out[name] = version(name)
+            out.append((name, version(name)))
         except PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide a run's numbers."""
+    return dict(_package_versions())
 
 
 def git_sha(cwd: str | Path | None = None) -> str | None:
@@ -46,3 +53,21 @@ def git_sha(cwd: str | Path | None = None) -> str | None:
         return None
     sha = done.stdout.strip()
     return sha if done.returncode == 0 and len(sha) == 40 else None
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its finished children have used so far."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system + getattr(times, "children_user", 0.0)
+                 + getattr(times, "children_system", 0.0))
+
+
+def peak_rss_mb() -> float | None:
+    """The highest resident memory of this process so far, in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (1 << 20) if platform.system() == "Darwin" else peak / 1024, 1)

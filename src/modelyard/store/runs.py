@@ -44,15 +44,30 @@ class RunStore:
         return run_id
 
     def finish(self, run_id: str, *, status: str, error: str | None = None,
-               summary: Mapping[str, Any] | None = None) -> None:
-        """Close a run as ``finished`` or ``failed`` (with its error)."""
+               summary: Mapping[str, Any] | None = None, compute: Mapping[str, Any] | None = None) -> None:
+        """Close a run as ``finished`` or ``failed`` (with its error).
+
+        Args:
+            summary: replaces the run's summary figures.
+            compute: resource figures (e.g. ``peak_memory_mb``) merged into ``summary["compute"]``,
+                keeping what the stage recorded there itself.
+        """
         if status not in RUN_STATUSES[1:]:
             raise ValueError(f"status must be finished or failed, not {status!r}")
         values = {"status": status, "error": error, "ended_at": _now()}
         if summary is not None:
             values["summary"] = json.dumps(summary, sort_keys=True, default=str)
-        with_retry(self.engine, lambda conn: conn.execute(
-            update(tables.runs).where(tables.runs.c.id == run_id).values(**values)))
+
+        def work(conn: Any) -> None:
+            if compute:
+                current = summary if summary is not None else json.loads(conn.execute(
+                    select(tables.runs.c.summary).where(tables.runs.c.id == run_id)).scalar() or "{}")
+                merged = dict(current or {})
+                merged["compute"] = {**dict(compute), **dict(merged.get("compute") or {})}
+                values["summary"] = json.dumps(merged, sort_keys=True, default=str)
+            conn.execute(update(tables.runs).where(tables.runs.c.id == run_id).values(**values))
+
+        with_retry(self.engine, work)
 
     def set_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
         """Replace the run's summary figures."""

@@ -130,3 +130,49 @@ def test_store_written_by_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_unsupported_url(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="unsupported store URL"):
         open_store(tmp_path, url="mysql://x")
+
+
+def test_register_with_unknown_run_is_a_clear_error(store) -> None:  # type: ignore[no-untyped-def]
+    ref = ModelRef(_publish(store, "a").id)
+    with pytest.raises(NotFoundError, match="run 'nope' not found"):
+        store.models.register("m", ref, run_id="nope")
+    assert store.models.list_models() == [] and store.audit.count() == 0
+
+
+def test_promotion_refused_when_production_moved_since_the_gate(store) -> None:  # type: ignore[no-untyped-def]
+    for text in ("a", "b", "c"):
+        store.models.register("m", ModelRef(_publish(store, text).id))
+    store.models.promote("m", 1)
+    # The gate compared v3 against v1; meanwhile someone else promoted v2.
+    store.models.promote("m", 2, expect=1)
+    with pytest.raises(StoreError, match="moved to v2 while this change was being decided"):
+        store.models.promote("m", 3, expect=1)
+    assert store.models.resolve("m@production").version == 2
+    # expect=None: "the alias must not exist yet".
+    assert store.models.promote("m", 3, alias="canary", expect=None) is None
+    with pytest.raises(StoreError, match="canary moved to v3 .*expected -"):
+        store.models.promote("m", 1, alias="canary", expect=None)
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "x" * 129])
+def test_bad_key_names_are_refused(store, name: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="128 printable characters"):
+        store.keys.create("read", name=name)
+    assert store.keys.list() == [] and store.audit.count() == 0
+
+
+def test_a_constraint_failure_is_not_retried_as_a_collision(store) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import insert
+
+    from modelyard.store import tables
+
+    calls = []
+
+    def work(conn, record):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        record(action="test.write", target="x")
+        conn.execute(insert(tables.params).values(run_id="no-such-run", key="k", value="v"))  # foreign key fails
+
+    with pytest.raises(StoreError, match="refused by the database.*FOREIGN KEY"):
+        store.audit.transact(work)
+    assert len(calls) == 1 and store.audit.count() == 0  # rolled back with the change, tried once
