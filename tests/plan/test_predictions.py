@@ -1,0 +1,81 @@
+"""The plan's predictions against real runs: peak memory within ±20 %, step time within ±30 %.
+
+For every example recipe (and a 17 M-parameter MLP, where weights, gradients and optimizer
+state are a third of the process), the test plans (with the calibration), then trains one
+epoch in a fresh ``yard train`` process with the plan's batch and precision, and compares:
+
+- predicted peak memory against the training process's peak RSS (``os.wait4``);
+- predicted step time against the run's logged step times.
+
+Both sides run under the same conditions: the recipe's precision, one thread per process
+(``OMP_NUM_THREADS=1``), and step time measured as the median *CPU* time per step — the
+calibration's ``process_time`` per step, and the run's logged step wall time × the monitor's
+CPU share. Wall time on this shared machine swings by 10x with other people's load; CPU
+time of a one-thread process does not. Slow: two fresh processes per recipe.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelyard import data as data_stage
+from modelyard.config.loader import load_recipe
+from modelyard.data.artifact import open_dataset
+from modelyard.plan import make_plan
+from modelyard.store import open_store
+from modelyard.store.context import stage_run
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CASES = [*sorted((REPO / "recipes").glob("*.yaml")), Path(__file__).parent / "wide-mlp.yaml"]
+
+
+def _cpu_per_step(run_id: str) -> list[float]:
+    """CPU seconds per step of each logged window: mean step wall time × the monitor's CPU share (one thread).
+
+    The first two windows are left out: the first holds the warm-up step (and its FLOP count),
+    the second the matmul benchmark the loop runs once for its MFU figure.
+    """
+    with open_store() as store:
+        wall = store.runs.metric_series(run_id, "train/step_time_s")
+        share = dict(store.runs.metric_series(run_id, "system/cpu_percent"))   # train/monitor.py
+    return [seconds * share[step] / 100 for step, seconds in wall[2:]]
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_plan_predicts_peak_memory_and_step_time(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    overrides = ["train.epochs=1", "train.log_every_steps=2"]   # the loop's bookkeeping shared by 2 steps
+    recipe = load_recipe(path, overrides)
+    with open_store() as store:
+        with stage_run(store, kind="data", name=recipe.name, config={}) as ctx:
+            ref = data_stage.run(recipe, ctx=ctx)
+        plan = make_plan(recipe, open_dataset(store, ref), budget="16GB", steps=8, keep_precision=True)
+    assert plan.step_cpu_seconds is not None
+    args = [sys.executable, "-m", "modelyard.cli.__main__", "train", str(path), "--dataset", ref.id, *overrides,
+            f"train.batch_size={plan.batch_size}", f"train.grad_accumulation={plan.grad_accumulation}"]
+    log = tmp_path / "train.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, log.read_text()
+    peak_mb = usage.ru_maxrss / 1024                                           # Linux: KiB
+    with open_store() as store:
+        run_id = store.runs.list(kind="train")[0]["id"]
+    steps = _cpu_per_step(run_id)
+    assert len(steps) >= 2
+    memory_ratio = peak_mb / plan.memory_mb["total"]
+    step_ratio = statistics.median(steps) / plan.step_cpu_seconds
+    print(f"{path.stem}: peak {peak_mb:.0f} MB / predicted {plan.memory_mb['total']:.0f} MB = {memory_ratio:.3f}; "
+          f"step {statistics.median(steps) * 1000:.1f} ms CPU / predicted {plan.step_cpu_seconds * 1000:.1f} ms "
+          f"= {step_ratio:.3f} (wall: best {plan.step_seconds * 1000 if plan.step_seconds else 0:.1f} ms predicted)")
+    assert 0.8 <= memory_ratio <= 1.2
+    assert 0.7 <= step_ratio <= 1.3
