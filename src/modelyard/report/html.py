@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.core.atomic import atomic_write_text
-from modelyard.report.plots import confusion_plot, line_plot
+from modelyard.report.data_quality import data_quality_section
+from modelyard.report.evaluation import evaluation_section
+from modelyard.report.explanation import explanation_section
+from modelyard.report.markup import grid
+from modelyard.report.plots import line_plot
+from modelyard.report.search import search_section
 from modelyard.store.project import Store
 
 _CSS = """
@@ -17,8 +22,19 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;ma
 h1{margin-bottom:.2rem} .muted{color:#666} table{border-collapse:collapse;margin:.5rem 0}
 td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left} th{background:#f5f5f5}
 img{max-width:100%;border:1px solid #eee;margin:.5rem 0} section{margin:1.5rem 0}
-code{background:#f4f4f4;padding:0 .2rem}
+code{background:#f4f4f4;padding:0 .2rem} .plots{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-start}
+.plots img{max-width:48%} td img{max-width:90px;margin:0} .tok{padding:0 .1rem;border-radius:2px}
+.tokens{line-height:1.9} h3{margin-top:1.2rem}
 """
+
+# Training series drawn in the report: (title, y label, metric keys).
+TRAINING_PLOTS = (
+    ("loss", "loss", ("train/loss", "valid/loss")),
+    ("validation accuracy", "accuracy", ("valid/accuracy",)),
+    ("learning rate", "lr", ("train/lr",)),
+    ("throughput", "samples / s", ("train/samples_per_s", "train/tokens_per_s")),
+    ("memory", "MB", ("train/peak_memory_mb", "train/memory_mb", "system/rss_mb", "system/cuda_memory_mb")),
+)
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
@@ -38,15 +54,44 @@ def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(alt)}">'
 
 
-def _report_jsons(store: Store, run_id: str) -> list[dict[str, Any]]:
+def _report_jsons(store: Store, run_id: str, name: str = "evaluation.json") -> list[dict[str, Any]]:
+    """The ``name`` file of every report artifact ``run_id`` wrote."""
     out = []
     for artifact_id, kind in store.runs.artifacts(run_id):
         if kind != "report":
             continue
-        folder = store.artifacts.path(artifact_id)
-        for path in sorted(folder.glob("*.json")):
-            if path.name != "manifest.json":
-                out.append(json.loads(path.read_text("utf-8")))
+        path = store.artifacts.path(artifact_id) / name
+        if path.is_file():
+            out.append(json.loads(path.read_text("utf-8")))
+    return out
+
+
+def _lineage(store: Store, runs: list[dict[str, Any]]) -> str:
+    """Every artifact the runs read or wrote, with what it was made from."""
+    rows = []
+    seen: set[str] = set()
+    for run in runs:
+        for role in ("input", "output"):
+            for artifact_id, kind in store.runs.artifacts(run["id"], role=role):
+                if artifact_id in seen:
+                    continue
+                seen.add(artifact_id)
+                parents = ", ".join(f"{relation} {parent[:12]}" for parent, relation in
+                                    store.artifacts.parents(artifact_id))
+                rows.append((kind, artifact_id[:12], f"{run['kind']} {run['id']}", parents or "—"))
+    if not rows:
+        return ""
+    return "<section id='lineage'><h2>Lineage</h2>" + grid(["artifact", "id", "first seen in", "made from"],
+                                                             rows) + "</section>"
+
+
+def _dataset_qualities(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The ``quality.json`` of every dataset a data run wrote."""
+    out = []
+    for artifact_id, kind in store.runs.artifacts(run_id):
+        path = store.artifacts.path(artifact_id) / "quality.json" if kind == "dataset" else None
+        if path is not None and path.is_file():
+            out.append(json.loads(path.read_text("utf-8")))
     return out
 
 
@@ -72,35 +117,36 @@ def render_run_report(store: Store, run_id: str, *, out_dir: Path | None = None)
     data_run = by_kind.get("data")
     if data_run and data_run.get("summary"):
         sections.append("<section><h2>Data</h2>" + _table(list(data_run["summary"].items())) + "</section>")
+    if data_run:
+        sections += [data_quality_section(q) for q in _dataset_qualities(store, data_run["id"])]
 
     train_run = by_kind.get("train")
     if train_run:
         rid = train_run["id"]
         plots = []
-        loss = {"train/loss": store.runs.metric_series(rid, "train/loss"),
-                "valid/loss": store.runs.metric_series(rid, "valid/loss")}
-        if any(loss.values()):
-            plots.append(_img(line_plot(loss, title="loss", ylabel="loss"), "loss curve"))
-        acc = store.runs.metric_series(rid, "valid/accuracy")
-        if acc:
-            plots.append(_img(line_plot({"valid/accuracy": acc}, title="validation accuracy"), "accuracy curve"))
-        lr = store.runs.metric_series(rid, "train/lr")
-        if lr:
-            plots.append(_img(line_plot({"lr": lr}, title="learning rate"), "learning rate"))
+        for title, ylabel, keys in TRAINING_PLOTS:
+            series = {key: store.runs.metric_series(rid, key) for key in keys}
+            series = {k: v for k, v in series.items() if v}
+            if series:
+                plots.append(_img(line_plot(series, title=title, ylabel=ylabel), f"{title} curve"))
         params = store.runs.params(rid)
-        sections.append("<section><h2>Training</h2>" + "".join(plots)
+        sections.append("<section id='training'><h2>Training</h2><div class='plots'>" + "".join(plots) + "</div>"
                         + _table(sorted(params.items())) + _table(list((train_run.get("summary") or {}).items()))
                         + "</section>")
 
     eval_run = by_kind.get("evaluate")
     if eval_run:
-        for report in _report_jsons(store, eval_run["id"]):
-            parts = [_table(list(report.get("metrics", {}).items()))]
-            if "confusion_matrix" in report:
-                parts.append(_img(confusion_plot(report["confusion_matrix"], report["labels"]), "confusion matrix"))
-            sections.append(f"<section><h2>Evaluation ({html.escape(report.get('split', ''))}, "
-                            f"{report.get('rows')} rows)</h2>" + "".join(parts) + "</section>")
+        sections += [evaluation_section(report) for report in _report_jsons(store, eval_run["id"])]
+    explain_run = by_kind.get("explain")
+    if explain_run:
+        sections += [explanation_section(report)
+                     for report in _report_jsons(store, explain_run["id"], "explanation.json")]
 
+    search_run = run if run["kind"] == "tune" else by_kind.get("tune")
+    if search_run:
+        sections.append(search_section(store, search_run["id"]))
+
+    sections.append(_lineage(store, [run, *[c for c in children if c["id"] != run["id"]]]))
     sections.append("<section><h2>Environment</h2>" + _table([
         ("git", run.get("git_sha")), *sorted((run.get("host") or {}).items()),
         *sorted((run.get("packages") or {}).items())]) + "</section>")

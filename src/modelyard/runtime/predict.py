@@ -11,7 +11,9 @@ from modelyard.runtime.package import LoadedModel
 @torch.inference_mode()
 def predict_outputs(model: LoadedModel, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Raw outputs (logits, or values for regression) for ``inputs``, batch by batch, as float32."""
-    device = next(model.module.parameters()).device
+    # int8 and ONNX Runtime variants have no torch parameters: they take CPU tensors.
+    first = next(iter(model.module.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
     outs = []
     for start in range(0, len(inputs), batch_size):
         batch = torch.as_tensor(inputs[start:start + batch_size], device=device)
