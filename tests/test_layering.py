@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "compress": STAGE_BASE | {"train"},  # distillation reuses the training loop's helpers
     "serve": {"core", "config", "store", "plugins", "runtime"},
     "report": {"core", "config", "store"},
-    "pipeline": STAGE_BASE | {"train", "tune", "evaluate", "explain", "compress", "report"},
+    "pipeline": STAGE_BASE | {"train", "tune", "evaluate", "explain", "compress", "report", "plan"},
     "cli": {"core", "config", "store", "plugins", "runtime", "data", "train", "tune", "evaluate", "explain",
             "compress", "serve", "pipeline", "report", "testing", "plan"},
     "testing": {"core", "plugins", "runtime"},

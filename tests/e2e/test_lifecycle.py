@@ -24,8 +24,9 @@ def test_tiny_recipe_end_to_end(store, tmp_path: Path) -> None:  # type: ignore[
     recipe = load_recipe(path)
     result = run_recipe(recipe, store, report_dir=tmp_path / "reports")
 
-    # 150 iris rows: round(0.2·150)=30 test, round(0.15·150)=round(22.5)=22 valid, the rest train.
-    assert result.dataset_rows == {"train": 98, "valid": 22, "test": 30}
+    # 150 iris rows, one exact duplicate dropped by the data stage (rows 102 and 143): 149 rows,
+    # round(0.2·149)=30 test, round(0.15·149)=round(22.35)=22 valid, the rest train.
+    assert result.dataset_rows == {"train": 97, "valid": 22, "test": 30}
     # A one-hidden-layer MLP on iris: far above the 1/3 majority-class rate.
     assert result.metrics["test/accuracy"] >= 0.80
     assert result.version is not None and result.version.uri == "tiny-iris@v1"
@@ -34,7 +35,7 @@ def test_tiny_recipe_end_to_end(store, tmp_path: Path) -> None:  # type: ignore[
     top = store.runs.get(result.run_id)
     assert top["kind"] == "pipeline" and top["status"] == "finished"
     children = {r["kind"]: r for r in store.runs.list(parent_run_id=result.run_id)}
-    assert set(children) == {"data", "train", "evaluate"}
+    assert set(children) == {"data", "train", "evaluate", "explain"}
     assert all(r["status"] == "finished" for r in children.values())
     # Lineage: model trained from the dataset; evaluation read both.
     assert store.artifacts.parents(result.model.id) == [(result.dataset.id, "trained_from")]

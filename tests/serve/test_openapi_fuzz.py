@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 import schemathesis
+import schemathesis.specs.openapi._hypothesis  # noqa: F401  # imported now, see below
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.serve.conftest import ADMIN, LiveServer, ServeModels, bearer, make_app
 
 pytestmark = pytest.mark.slow
+
+# pytest assertion-rewrites every module of a package that ships a pytest plugin (schemathesis
+# does). Imported lazily inside a running hypothesis test, which raises the recursion limit,
+# CPython 3.11's parser then fails with "AST constructor recursion depth mismatch"; importing
+# the strategy module at collection time avoids that.
 
 
 def test_no_generated_request_causes_a_server_error(serve_models: ServeModels) -> None:

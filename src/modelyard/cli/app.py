@@ -21,9 +21,14 @@ def yard(debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from modelyard.cli import config, data, evaluate, models, report, run, runs, train
+    from modelyard.cli import audit, config, data, evaluate, keys, models, report, run, runs, serve, train, tune
+    from modelyard.cli import compress as compress_cli
+    from modelyard.cli import explain as explain_cli
+    from modelyard.cli import plan as plan_cli
+    from modelyard.cli import store as store_cli
 
-    for module in (run, config, data, train, evaluate, models, runs, report):
+    for module in (run, config, plan_cli, data, train, tune, evaluate, explain_cli, compress_cli, models, runs,
+                   report, serve, keys, audit, store_cli):
         for command in module.COMMANDS:
             yard.add_command(command)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
 from modelyard.cli.options import load, overrides_argument, recipe_argument
 from modelyard.cli.output import console, print_table
+from modelyard.cli.train import distributed_options, launch_options
 
 
 @click.command("run")
@@ -17,12 +19,19 @@ from modelyard.cli.output import console, print_table
 @overrides_argument
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the HTML report (default: .yard/reports).")
-def run_command(recipe: Path, overrides: tuple[str, ...], report_dir: Path | None) -> None:
+@distributed_options
+def run_command(recipe: Path, overrides: tuple[str, ...], report_dir: Path | None, nproc: int, nnodes: int,
+                rdzv_endpoint: str | None, rdzv_timeout: float, memory: str | None) -> None:
     """Run every section of RECIPE in order: data → train → evaluate → register → report.
 
     Overrides re-validate the recipe, e.g. `yard run r.yaml train.epochs=3 seed=1`.
+    `--nproc N` trains under torchrun (see `yard train --help`).
     """
-    _run(load(recipe, overrides), report_dir)
+    from modelyard.plan.memory import parse_bytes
+
+    loaded = load(recipe, overrides)
+    options = launch_options(nproc, nnodes, rdzv_endpoint, rdzv_timeout)
+    _run(loaded, report_dir, launch=options, memory=parse_bytes(memory) if memory is not None else None)
 
 
 def quickstart_recipe() -> Path:
@@ -40,7 +49,7 @@ def quickstart_command(overrides: tuple[str, ...]) -> None:
     _run(load(quickstart_recipe(), overrides), None)
 
 
-def _run(recipe: object, report_dir: Path | None) -> None:
+def _run(recipe: object, report_dir: Path | None, *, launch: Any = None, memory: int | None = None) -> None:
     from modelyard.config.recipe import Recipe
     from modelyard.pipeline import run_recipe
     from modelyard.store import open_store
@@ -49,7 +58,8 @@ def _run(recipe: object, report_dir: Path | None) -> None:
     assert isinstance(recipe, Recipe)
     started = time.perf_counter()
     with open_store() as store:
-        result = run_recipe(recipe, store, progress=RichProgress(), report_dir=report_dir)
+        result = run_recipe(recipe, store, progress=RichProgress(), report_dir=report_dir, launch=launch,
+                            memory=memory)
     wall = time.perf_counter() - started
     rows: list[tuple[str, object]] = [
         ("run", result.run_id),

@@ -27,8 +27,8 @@ def list_command(kind: str | None, limit: int, as_json: bool) -> None:
                                       "error", "summary")} for r in runs])
         return
     print_table("runs", ["id", "kind", "name", "status", "started", "error"],
-                [(r["id"], r["kind"], r["name"], r["status"], r["started_at"][:19].replace("T", " "), (r["error"] or "")[:60])
-                 for r in runs])
+                [(r["id"], r["kind"], r["name"], r["status"], r["started_at"][:19].replace("T", " "),
+                  (r["error"] or "")[:60]) for r in runs])
 
 
 @runs_group.command("show")

@@ -20,9 +20,11 @@ def configure(level: int | str = logging.INFO) -> None:
     if _CONFIGURED:
         return
     try:
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False)
+        # stderr, so logs never mix into `--json` output on stdout.
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
     except ImportError:  # pragma: no cover - rich is a core dependency
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -55,9 +55,19 @@ class Manifest:
 
 
 def looks_like_pickle(path: Path) -> bool:
-    """True if the file starts with a pickle protocol header or is a zip (torch.save)."""
+    """True if the file starts with a pickle protocol header or is a zip (torch.save).
+
+    A safetensors file starts with its JSON header's length as 8 little-endian bytes; a
+    length of 640, 896, 1152 or 1408 makes those bytes look like a pickle header
+    (``\x80\x02``…``\x80\x05``). A file whose length prefix fits inside it and is followed by
+    ``{`` is a safetensors header, not a pickle, so it is not flagged.
+    """
     with open(path, "rb") as handle:
-        head = handle.read(4)
+        head = handle.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        header_len = int.from_bytes(head[:8], "little")
+        if 2 <= header_len <= path.stat().st_size - 8:
+            return False
     return head[:2] in _PICKLE_MAGIC or head[:4] == b"PK\x03\x04"
 
 

@@ -1,4 +1,4 @@
-"""The only place stages are chained: a Recipe → data → train → evaluate → register → report.
+"""The only place stages are chained: a Recipe → data → train (or tune) → evaluate → register → report.
 
 Each stage runs as its own run under one ``pipeline`` run, with lineage through the
 artifacts it reads and writes. A stage that fails marks its run and the pipeline run
@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelyard import compress as compress_stage
 from modelyard import data as data_stage
 from modelyard import evaluate as evaluate_stage
+from modelyard import explain as explain_stage
+from modelyard import plan as plan_stage
 from modelyard import train as train_stage
+from modelyard import tune as tune_stage
 from modelyard.config.loader import recipe_to_dict
 from modelyard.config.recipe import Recipe
 from modelyard.core.refs import DatasetRef, ModelRef, ReportRef
@@ -21,6 +25,7 @@ from modelyard.report import render_run_report
 from modelyard.store.context import Progress, SilentProgress, stage_run
 from modelyard.store.project import Store
 from modelyard.store.registry import ModelVersion
+from modelyard.train.distributed import LaunchOptions, run_distributed
 
 
 @dataclass
@@ -39,8 +44,13 @@ class PipelineResult:
 
 
 def run_recipe(recipe: Recipe, store: Store, *, progress: Progress | None = None,
-               report_dir: Path | None = None) -> PipelineResult:
-    """Run every section of ``recipe`` in order and return what was made."""
+               report_dir: Path | None = None, launch: LaunchOptions | None = None,
+               memory: int | None = None) -> PipelineResult:
+    """Run every section of ``recipe`` in order and return what was made.
+
+    ``launch``: train under torchrun (``yard run --nproc``); ``memory``: the budget in bytes for
+    ``train.batch_size: auto`` (default: available memory).
+    """
     config = recipe_to_dict(recipe)
     progress = progress or SilentProgress()
     stage_runs: dict[str, str] = {}
@@ -49,21 +59,48 @@ def run_recipe(recipe: Recipe, store: Store, *, progress: Progress | None = None
                        parent_run_id=top.run_id, seed=recipe.seed) as ctx:
             stage_runs["data"] = ctx.run_id
             dataset = data_stage.run(recipe, ctx=ctx)
-        with stage_run(store, kind="train", name=recipe.name, config=config, parent_run_id=top.run_id,
-                       progress=progress, seed=recipe.seed) as ctx:
-            stage_runs["train"] = ctx.run_id
-            model = train_stage.run(recipe, dataset, ctx=ctx)
+        if recipe.tune is not None:
+            # Search instead of one training run; an interrupted `yard run` continues its study.
+            with stage_run(store, kind="tune", name=recipe.name, config=config, parent_run_id=top.run_id,
+                           seed=recipe.seed) as ctx:
+                stage_runs["tune"] = ctx.run_id
+                searched = tune_stage.run(recipe, dataset, ctx=ctx, resume=True)
+            model = searched.model
+            stage_runs["train"] = searched.model_run_id
+        else:
+            # batch_size auto: the plan picks the largest batch within the budget (stored as a plan run).
+            recipe = plan_stage.resolve_for_training(recipe, dataset, store, budget=memory,
+                                                     nproc=launch.nproc if launch else 1, parent_run_id=top.run_id)
+            with stage_run(store, kind="train", name=recipe.name, config=recipe_to_dict(recipe),
+                           parent_run_id=top.run_id, progress=progress, seed=recipe.seed) as ctx:
+                stage_runs["train"] = ctx.run_id
+                if launch is not None:
+                    model = run_distributed(recipe, dataset, ctx=ctx, options=launch)
+                else:
+                    model = train_stage.run(recipe, dataset, ctx=ctx)
+            plan_stage.compare_with_plan(store, stage_runs["train"])
         with stage_run(store, kind="evaluate", name=recipe.name, config=config["evaluate"],
                        parent_run_id=top.run_id, seed=recipe.seed) as ctx:
             stage_runs["evaluate"] = ctx.run_id
             evaluation = evaluate_stage.run(recipe.evaluate, model, dataset, ctx=ctx)
         report = evaluate_stage.read_report(store, evaluation)
+        if recipe.explain.enabled and report.get("modality") != "text":
+            with stage_run(store, kind="explain", name=recipe.name, config=config.get("explain", {}),
+                           parent_run_id=top.run_id, seed=recipe.seed) as ctx:
+                stage_runs["explain"] = ctx.run_id
+                explain_stage.run(recipe.explain, model, dataset, ctx=ctx)
         metrics = {f"test/{k}": v for k, v in report["metrics"].items()}
         version = None
         if recipe.registration.enabled:
             version = store.models.register(recipe.name, model, run_id=stage_runs["train"],
                                             description=recipe.description, metrics=metrics,
                                             alias=recipe.registration.alias)
+        if recipe.compress is not None:
+            # Stage 6 after registration, so every accepted variant's tags name its parent's version.
+            with stage_run(store, kind="compress", name=recipe.name, config=config["compress"],
+                           parent_run_id=top.run_id, progress=progress, seed=recipe.seed) as ctx:
+                stage_runs["compress"] = ctx.run_id
+                compress_stage.run(recipe, model, dataset, ctx=ctx)
         rows = dict(store.runs.get(stage_runs["data"])["summary"] or {})
         summary: dict[str, Any] = {"dataset": dataset.id, "model": model.id, "evaluation": evaluation.id,
                                    **metrics, "stage_runs": stage_runs}

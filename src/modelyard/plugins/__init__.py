@@ -20,7 +20,19 @@ TOKENIZERS: Registry = Registry("tokenizer")
 BUILTIN_MODULES = (
     "modelyard.plugins.models.mlp",
     "modelyard.plugins.models.cnn",
+    "modelyard.plugins.models.rnn",
+    "modelyard.plugins.models.transformer",
+    "modelyard.plugins.models.gpt",
+    "modelyard.plugins.models.hf",
+    "modelyard.plugins.tokenizers.char",
+    "modelyard.plugins.tokenizers.trained",
+    "modelyard.plugins.tokenizers.pretrained",
     "modelyard.plugins.metrics.classification",
+    "modelyard.plugins.metrics.regression",
+    "modelyard.plugins.metrics.language",
+    "modelyard.plugins.augmentations.image",
+    "modelyard.plugins.augmentations.text",
+    "modelyard.plugins.augmentations.arrays",
 )
 
 

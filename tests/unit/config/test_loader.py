@@ -26,7 +26,7 @@ def test_tiny_recipe_fills_defaults(tmp_path: Path) -> None:
     assert recipe.train.epochs == 30
     assert recipe.train.grad_clip == 1.0  # default
     assert recipe.registration.alias == "staging"  # default of the `register:` section
-    assert recipe.evaluate.metrics == ["accuracy", "macro_f1"]
+    assert recipe.evaluate.metrics == []  # empty: the task's default metrics (evaluate/scoring.py)
 
 
 def test_unknown_key_names_line_and_path(tmp_path: Path) -> None:

@@ -112,6 +112,29 @@ def test_looks_like_pickle(tmp_path: Path) -> None:
     assert not looks_like_pickle(ok)
 
 
+@pytest.mark.parametrize("header_len", [640, 896, 1152, 1408])
+def test_safetensors_whose_length_prefix_looks_like_a_pickle_is_not_refused(tmp_path: Path,
+                                                                             header_len: int) -> None:
+    # 640 = 0x0280: the file starts with b"\x80\x02", pickle protocol 2's magic.
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "w.safetensors"
+    for width in range(1, 1500):
+        save_file({"w": np.zeros(1, np.float32), "pad": np.zeros(1, np.float32)}, str(path),
+                  metadata={"p": "x" * width})
+        if int.from_bytes(path.read_bytes()[:8], "little") == header_len:
+            break
+    else:
+        pytest.skip(f"could not build a safetensors header of {header_len} bytes")
+    assert path.read_bytes()[:2] in {b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"}
+    assert not looks_like_pickle(path)
+    assert load_file(str(path))["w"].shape == (1,)
+    # A real pickle is still refused whatever its size.
+    (tmp_path / "p.safetensors").write_bytes(pickle.dumps(list(range(2000)), protocol=2))
+    assert looks_like_pickle(tmp_path / "p.safetensors")
+
+
 def test_registry_did_you_mean_and_duplicates() -> None:
     reg: Registry = Registry("widget")
 
