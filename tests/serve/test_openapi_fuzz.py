@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-import schemathesis.specs.openapi._hypothesis  # noqa: F401  # imported now, see below
+import schemathesis.specs.openapi._hypothesis  # imported now, see below
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
