@@ -150,3 +150,16 @@ def test_pipeline_runs_unchanged_on_an_encrypted_store(tmp_path: Path, key: byte
     # (the database keeps run metadata, which is not encrypted: see docs/security.md).
     for needle in (b"PAR1", b"versicolor", b"__metadata__"):
         assert [p for p in _files_containing(root, needle) if p.name not in ("store.db", "store.db-wal")] == []
+
+
+def test_no_plaintext_report_is_written_inside_an_encrypted_store(tmp_path: Path, key: bytes) -> None:
+    from modelyard.report import render_run_report
+
+    with open_store(_encrypted_root(tmp_path, key)) as store:
+        run_id = store.runs.create(kind="pipeline", name="x", config={})
+        with pytest.raises(StoreError, match="encrypted at rest") as caught:
+            render_run_report(store, run_id)
+        assert "--out" in (caught.value.hint or "")
+        assert not (store.root / "reports").exists()
+        written = render_run_report(store, run_id, out_dir=tmp_path / "outside")
+        assert written.parent == tmp_path / "outside" and written.is_file()

@@ -69,13 +69,15 @@ def _run(recipe: object, report_dir: Path | None, *, launch: Any = None, memory:
         *[(k, v) for k, v in result.metrics.items()],
         ("model", result.version.uri + (f" (alias {recipe.registration.alias})"
                                         if recipe.registration.alias else "") if result.version else "not registered"),
-        ("report", str(result.report_path)),
+        ("report", str(result.report_path) if result.report_path else
+         f"not written (encrypted store): yard report {result.run_id} --out DIR"),
         ("wall time", f"{wall:.1f} s"),
     ]
     print_table(f"yard run · {recipe.name}", ["", ""], rows)
     if result.version:
         console.print(f"next: [bold]yard models show {result.version.uri}[/bold]  ·  "
-                      f"[bold]yard runs show {result.run_id}[/bold]  ·  open {result.report_path}")
+                      f"[bold]yard runs show {result.run_id}[/bold]"
+                      + (f"  ·  open {result.report_path}" if result.report_path else ""))
 
 
 COMMANDS = [run_command, quickstart_command]

@@ -108,7 +108,9 @@ def run_recipe(recipe: Recipe, store: Store, *, progress: Progress | None = None
             summary["registered"] = version.uri
         store.runs.set_summary(top.run_id, summary)
         top_id = top.run_id
-    report_path = render_run_report(store, top_id, out_dir=report_dir)
+    # An encrypted store keeps no plaintext report inside it: one is written only where asked.
+    report_path = None if store.encrypted and report_dir is None else render_run_report(store, top_id,
+                                                                                       out_dir=report_dir)
     return PipelineResult(run_id=top_id, dataset=dataset, model=model, evaluation=evaluation, metrics=metrics,
                           dataset_rows={k.removeprefix("rows/"): v for k, v in rows.items() if k.startswith("rows/")},
                           version=version, report_path=report_path, stage_runs=stage_runs)

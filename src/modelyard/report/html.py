@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.core.atomic import atomic_write_text
+from modelyard.core.errors import StoreError
 from modelyard.report.data_quality import data_quality_section
 from modelyard.report.evaluation import evaluation_section
 from modelyard.report.explanation import explanation_section
@@ -100,7 +101,14 @@ def render_run_report(store: Store, run_id: str, *, out_dir: Path | None = None)
 
     Returns:
         The path of the written HTML file.
+
+    Raises:
+        StoreError: the store is encrypted at rest and no ``out_dir`` was named (a report holds
+            data examples and metrics; it is not written inside an encrypted store in the clear).
     """
+    if out_dir is None and store.encrypted:
+        raise StoreError("this store is encrypted at rest: an HTML report is not written inside it in the clear",
+                         where=str(store.root), hint="name a folder outside the store: `yard report RUN --out DIR`")
     run = store.runs.get(run_id)
     children = store.runs.list(parent_run_id=run["id"], limit=100) or [run]
     by_kind = {c["kind"]: c for c in reversed(children)}
