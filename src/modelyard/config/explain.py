@@ -26,6 +26,8 @@ class ExplainConfig(Section):
                                description="Test rows in the global summaries of Integrated Gradients and SHAP.")
     shap_samples: int = Field(default=100, ge=10, le=10_000,
                               description="SHAP: expected-gradient samples per explained row.")
+    top_tokens: int = Field(default=20, ge=1, le=500,
+                            description="Text: tokens listed in the global mean |attribution| summary.")
     rows: int = Field(default=500, ge=10, le=100_000,
                       description="Test rows used for global summaries (a seeded sample when there are more).")
     seed: int = Field(default=0, description="Seed for sampling rows and shuffles.")

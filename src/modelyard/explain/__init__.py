@@ -4,9 +4,11 @@
   mean |attribution| map over the sampled test rows.
 - Tables: permutation importance (global, model-agnostic), SHAP values (GradientExplainer)
   for chosen rows and their mean |value| per feature, and Integrated Gradients on request.
-- Text: token attributions with Integrated Gradients on the embeddings
-  (:func:`~modelyard.explain.gradients.token_integrated_gradients`); the stage refuses text
-  models until the runtime can run them.
+- Text classifiers / regressors: token attributions with Integrated Gradients on the token
+  embedding layer (:func:`~modelyard.explain.gradients.token_integrated_gradients`; baseline:
+  every token replaced by the padding id), for chosen test texts (rendered as highlighted
+  text), and the mean |attribution| per token over the sampled rows. Language models
+  (``task: language-modeling``) are refused: there is no single output to attribute.
 
 Every Integrated Gradients result carries its completeness delta.
 
@@ -58,21 +60,24 @@ def run(cfg: ExplainConfig, model: ModelRef, data: DatasetRef, *, ctx: RunContex
 
     Raises:
         ConfigError: a method that does not fit the model's inputs.
-        DataError: an empty split, a model / dataset mismatch, or a text model (not runnable yet).
+        DataError: an empty split, a model / dataset mismatch, or a language model.
     """
     from modelyard.runtime.package import load_model
 
     dataset = open_dataset(ctx.store, data)
     modality = dataset.schema.modality
     methods = resolve_methods(list(cfg.methods), modality)
-    if modality == "text":
-        raise DataError("text models cannot be explained by the stage yet: the runtime has no text predictor",
-                        hint="token attributions are available as modelyard.explain.gradients."
-                             "token_integrated_gradients")
+    if dataset.schema.task == "language-modeling":
+        raise DataError("language models cannot be explained: token attributions need one output per text "
+                        "(a class or a value), a language model has one per position",
+                        hint="explain a text classifier or regressor; set explain.enabled: false for this recipe")
     loaded = load_model(ctx.store, model)
     _check(loaded.spec, dataset)
     ctx.store.artifacts.link_input(ctx.run_id, model)
     ctx.store.artifacts.link_input(ctx.run_id, data)
+    if modality == "text":
+        report = _explain_text(cfg, loaded, dataset, methods, split=split, model=model, data=data)
+        return _publish(report, methods, model, data, ctx=ctx, split=split)
     x, y = dataset.arrays(split, balance=False, augment=False)
     if len(y) == 0:
         raise DataError(f"the {split} split of dataset {data.short} is empty: nothing to explain")
@@ -109,14 +114,127 @@ def run(cfg: ExplainConfig, model: ModelRef, data: DatasetRef, *, ctx: RunContex
         elif method == "shap":
             report["shap"] = _shap(cfg, module, dataset, x[rows], target, local)
         ctx.progress.advance()
+    return _publish(report, methods, model, data, ctx=ctx, split=split)
+
+
+def _publish(report: dict[str, Any], methods: list[str], model: ModelRef, data: DatasetRef, *, ctx: RunContext,
+             split: str) -> ReportRef:
     with ctx.store.artifacts.staging() as folder:
         atomic_write_json(folder / REPORT_FILE, report)
         ref = ctx.store.artifacts.publish(folder, kind="report", run_id=ctx.run_id, parents=[model.id, data.id],
                                           relation="explained_from", meta={"stage": "explain", "split": split})
-    ctx.store.runs.set_summary(ctx.run_id, {"methods": ",".join(methods), "rows": len(rows),
+    ctx.store.runs.set_summary(ctx.run_id, {"methods": ",".join(methods), "rows": report["rows"],
                                             **({"ig/max_delta": report["integrated_gradients"]["max_delta"]}
                                                if "integrated_gradients" in report else {})})
     return ReportRef(id=ref.id)
+
+
+def _explain_text(cfg: ExplainConfig, loaded: Any, dataset: Dataset, methods: list[str], *, split: str,
+                  model: ModelRef, data: DatasetRef) -> dict[str, Any]:
+    """Token Integrated Gradients for a text classifier / regressor (the only text method)."""
+    from modelyard.explain.gradients import token_embedding, token_integrated_gradients
+    from modelyard.runtime.text import predict_text_outputs, text_encoder
+
+    texts, y = dataset.texts(split, balance=False, augment=False)
+    if len(y) == 0:
+        raise DataError(f"the {split} split of dataset {data.short} is empty: nothing to explain")
+    encoder = text_encoder(loaded)
+    tokenizer = encoder.tokenizer
+    rng = np.random.default_rng(cfg.seed)
+    rows = np.sort(rng.choice(len(y), size=min(cfg.rows, len(y)), replace=False))
+    local = np.arange(min(cfg.examples, len(rows)))
+    some = rows[: max(len(local), min(cfg.gradient_rows, len(rows)))]
+    chosen = [texts[int(r)] for r in some]
+    outputs = predict_text_outputs(loaded, encoder, chosen)
+    classification = dataset.schema.task == "classification"
+    target = outputs.argmax(axis=1).astype(int) if classification else None
+    names = dataset.schema.label_names
+    ids, mask = encoder.encode(chosen)
+    module = loaded.module
+    try:
+        layer = token_embedding(module, tokenizer.vocab_size)
+    except ValueError as exc:
+        raise DataError(f"cannot attribute to tokens: {exc}",
+                        hint="the model needs an nn.Embedding token table (or get_input_embeddings())") from exc
+    pad_id = int(tokenizer.pad_id)
+    attributions, delta = token_integrated_gradients(
+        module, ids, mask, target, pad_id=pad_id, steps=cfg.steps, embedding=layer,
+        internal_batch_size=max(1, min(len(ids) * cfg.steps, 128)))
+    attributions = attributions * mask  # padding is padding at both ends of the path: exactly 0
+    examples, local_tokens = [], []
+    for i in local:
+        keep = mask[i].astype(bool)
+        pieces = token_pieces(tokenizer, ids[i][keep])
+        scores = [round(float(v), 6) for v in attributions[i][keep]]
+        example: dict[str, Any] = {"row": int(some[i]), "text": chosen[i]}
+        if classification:
+            logits = outputs[i] - outputs[i].max()
+            prob = np.exp(logits) / np.exp(logits).sum()
+            example.update(label=names[int(y[some[i]])], prediction=names[int(prob.argmax())],
+                           confidence=float(prob.max()))
+        else:
+            example.update(label=float(y[some[i]]), prediction=float(outputs[i, 0]))
+        examples.append(example)
+        local_tokens.append({"row": int(some[i]), "tokens": pieces, "ids": [int(t) for t in ids[i][keep]],
+                             "scores": scores, "delta": float(delta[i]),
+                             "title": f"row {int(some[i])}: {example['prediction']} (label {example['label']})"})
+    return {
+        "split": split, "model": model.id, "dataset": data.id, "modality": "text", "task": dataset.schema.task,
+        "methods": methods, "rows": len(rows), "labels": names, "features": None, "examples": examples,
+        "integrated_gradients": {
+            "baseline": f"padding (id {pad_id}) at every token", "steps": cfg.steps,
+            "target": "predicted class" if target is not None else "output",
+            "layer": type(layer).__name__, "explained_rows": len(some),
+            "local_delta": [float(delta[i]) for i in local],
+            "global_tokens": _global_tokens(tokenizer, ids, mask, attributions, top=cfg.top_tokens),
+            "mean_delta": float(delta.mean()), "max_delta": float(delta.max()),
+        },
+        "tokens": local_tokens,
+    }
+
+
+def _global_tokens(tokenizer: Any, ids: np.ndarray, mask: np.ndarray, attributions: np.ndarray, *,
+                   top: int) -> list[dict[str, Any]]:
+    """Mean |attribution| per vocabulary token over every occurrence in the explained rows, largest first."""
+    keep = mask.astype(bool)
+    flat_ids, flat_abs = ids[keep], np.abs(attributions[keep])
+    if flat_ids.size == 0:
+        return []
+    sums = np.bincount(flat_ids, weights=flat_abs)
+    counts = np.bincount(flat_ids)
+    seen = np.nonzero(counts)[0]
+    means = sums[seen] / counts[seen]
+    order = seen[np.argsort(-means, kind="stable")][:top]
+    return [{"token": token_pieces(tokenizer, [int(t)], bare=True)[0], "id": int(t),
+             "mean_abs": round(float(sums[t] / counts[t]), 6), "count": int(counts[t])} for t in order]
+
+
+def token_pieces(tokenizer: Any, ids: Any, *, bare: bool = False) -> list[str]:
+    """Display strings of token ids, with the spacing of the text: joined with ``""`` they read as text.
+
+    Character tokenizers give characters; WordPiece continuations (``##ing``) attach to the
+    previous piece; byte-level BPE (``Ġ``) and SentencePiece (``▁``) word starts get a space.
+    ``bare``: the token alone, without the leading space.
+    """
+    ids = [int(i) for i in ids]
+    vocab = getattr(tokenizer, "vocab_", None)
+    backend = getattr(tokenizer, "backend_", None)
+    out: list[str] = []
+    for position, i in enumerate(ids):
+        if isinstance(vocab, list):
+            raw = vocab[i] if 0 <= i < len(vocab) else "?"
+            piece = raw if len(raw) == 1 else f" {raw} "  # special tokens stand apart
+        else:
+            raw = backend.id_to_token(i) if backend is not None else tokenizer.decode([i])
+            raw = "?" if raw is None else str(raw)
+            if raw.startswith("##"):
+                piece = raw[2:]
+            elif raw[:1] in ("Ġ", "▁"):
+                piece = " " + raw[1:]
+            else:
+                piece = raw if position == 0 else " " + raw
+        out.append((piece.strip() or "␣") if bare else piece)
+    return out
 
 
 def _check(spec: dict[str, Any], dataset: Dataset) -> None:
@@ -209,4 +327,4 @@ def read_explanation(store: Any, ref: ReportRef) -> dict[str, Any]:
     return json.loads((store.artifacts.path(ref) / REPORT_FILE).read_text("utf-8"))  # type: ignore[no-any-return]
 
 
-__all__ = ["read_explanation", "resolve_methods", "run"]
+__all__ = ["read_explanation", "resolve_methods", "run", "token_pieces"]

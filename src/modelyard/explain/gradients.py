@@ -51,7 +51,25 @@ def saliency(module: nn.Module, x: np.ndarray, target: np.ndarray | None) -> np.
 
 
 def token_embedding(module: nn.Module, vocab_size: int | None = None) -> nn.Embedding:
-    """The module's token embedding: the first ``nn.Embedding`` (with ``vocab_size`` rows when given)."""
+    """The module's token embedding.
+
+    A Hugging Face backbone's documented ``get_input_embeddings()`` (found on the module or
+    any submodule, e.g. ``PretrainedClassifier.backbone``, LoRA-wrapped or not) comes first;
+    otherwise the first ``nn.Embedding`` (with ``vocab_size`` rows when given), which is the
+    token table of the built-in models (``tok_emb`` before ``pos_emb``, ``embedding``).
+
+    Raises:
+        ValueError: the model has no such layer.
+    """
+    for child in module.modules():
+        getter = getattr(child, "get_input_embeddings", None)
+        if callable(getter):
+            try:
+                layer = getter()
+            except (NotImplementedError, AttributeError):
+                continue
+            if isinstance(layer, nn.Embedding) and (vocab_size is None or layer.num_embeddings >= vocab_size):
+                return layer
     for child in module.modules():
         if isinstance(child, nn.Embedding) and (vocab_size is None or child.num_embeddings == vocab_size):
             return child
@@ -60,11 +78,13 @@ def token_embedding(module: nn.Module, vocab_size: int | None = None) -> nn.Embe
 
 def token_integrated_gradients(module: nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray,
                                target: np.ndarray | None, *, pad_id: int = 0, steps: int = 32,
-                               embedding: nn.Embedding | None = None) -> tuple[np.ndarray, np.ndarray]:
+                               embedding: nn.Embedding | None = None,
+                               internal_batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """IG on the token embeddings: one attribution per token (summed over the embedding), and the delta.
 
     The baseline replaces every token by ``pad_id`` and keeps the attention mask, so the
-    path runs from "all padding" to the text.
+    path runs from "all padding" to the text. Padding positions get zero attribution (they
+    are padding at both ends of the path). The delta is ``|Σ attributions − (F(x) − F(baseline))|``.
     """
     from captum.attr import LayerIntegratedGradients
 
@@ -76,7 +96,8 @@ def token_integrated_gradients(module: nn.Module, input_ids: np.ndarray, attenti
     tgt = _targets(target, len(ids))
     attributions, delta = explainer.attribute(ids, baselines=base, additional_forward_args=(mask,),
                                               target=tgt if tgt is not None else 0, n_steps=steps,
-                                              return_convergence_delta=True)
+                                              return_convergence_delta=True,
+                                              internal_batch_size=internal_batch_size)
     return attributions.sum(dim=-1).detach().numpy(), delta.detach().abs().numpy()
 
 
