@@ -160,14 +160,13 @@ def test_minimize_a_loss(store: Store) -> None:
 def test_time_budget_stops_cleanly(store: Store) -> None:
     recipe = _recipe({"n_trials": None, "timeout_s": 1.5, "pruner": "none", "space": {"train.optimizer.lr": LR}})
     dataset = _dataset(store, recipe)
-    import time
-
-    started = time.perf_counter()
+    # No trial budget: only the clock ends this search (returning at all is the first check).
     result = _search(store, recipe, dataset)
-    # One trial takes well under a second: the budget runs several, then stops within a trial.
-    assert time.perf_counter() - started < 15
-    assert len(result.trials) >= 2
-    assert all(r["state"] in ("complete", "pruned") for r in result.trials)
+    trials = sorted(result.trials, key=lambda r: r["number"])
+    assert trials and all(r["state"] in ("complete", "pruned") for r in trials)
+    # A running trial finishes, but none starts after the budget is spent: the trials before
+    # the last one fit inside it (how many depends on the machine's speed, so it is not pinned).
+    assert sum(r["duration_s"] for r in trials[:-1]) < 1.5
 
 
 def test_existing_study_needs_resume_and_a_matching_space(store: Store) -> None:
