@@ -93,3 +93,9 @@ def test_debug_shows_traceback(cli_env: dict[str, str], tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["models", "show", "nothere@staging"], ["runs", "show", "feedbeef"]])
 def test_not_found(cli_env: dict[str, str], tmp_path: Path, args: list[str]) -> None:
     _bad(yard(args, cli_env, tmp_path), "not found")
+
+
+def test_run_resume_without_an_interrupted_run(cli_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(TINY_RECIPE)
+    _bad(yard(["run", "r.yaml", "--resume", "last"], cli_env, tmp_path),
+         "no interrupted pipeline run of 'tiny-iris' with a training checkpoint to resume")

@@ -19,19 +19,24 @@ from modelyard.cli.train import distributed_options, launch_options
 @overrides_argument
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the HTML report (default: .yard/reports).")
+@click.option("--resume", "resume", default=None, metavar="RUN|last",
+              help="Continue the training of a killed or failed pipeline run from its newest checkpoint, exactly "
+                   "('last': the newest unfinished pipeline run of this recipe); the other stages run again.")
 @distributed_options
-def run_command(recipe: Path, overrides: tuple[str, ...], report_dir: Path | None, nproc: int, nnodes: int,
-                rdzv_endpoint: str | None, rdzv_timeout: float, memory: str | None) -> None:
+def run_command(recipe: Path, overrides: tuple[str, ...], report_dir: Path | None, resume: str | None, nproc: int,
+                nnodes: int, rdzv_endpoint: str | None, rdzv_timeout: float, memory: str | None) -> None:
     """Run every section of RECIPE in order: data → train → evaluate → register → report.
 
     Overrides re-validate the recipe, e.g. `yard run r.yaml train.epochs=3 seed=1`.
-    `--nproc N` trains under torchrun (see `yard train --help`).
+    `--nproc N` trains under torchrun (see `yard train --help`); `--resume last` continues an
+    interrupted run's training from its checkpoint.
     """
     from modelyard.plan.memory import parse_bytes
 
     loaded = load(recipe, overrides)
     options = launch_options(nproc, nnodes, rdzv_endpoint, rdzv_timeout)
-    _run(loaded, report_dir, launch=options, memory=parse_bytes(memory) if memory is not None else None)
+    _run(loaded, report_dir, launch=options, memory=parse_bytes(memory) if memory is not None else None,
+         resume=resume)
 
 
 def quickstart_recipe() -> Path:
@@ -49,7 +54,8 @@ def quickstart_command(overrides: tuple[str, ...]) -> None:
     _run(load(quickstart_recipe(), overrides), None)
 
 
-def _run(recipe: object, report_dir: Path | None, *, launch: Any = None, memory: int | None = None) -> None:
+def _run(recipe: object, report_dir: Path | None, *, launch: Any = None, memory: int | None = None,
+         resume: str | None = None) -> None:
     from modelyard.config.recipe import Recipe
     from modelyard.pipeline import run_recipe
     from modelyard.store import open_store
@@ -59,7 +65,7 @@ def _run(recipe: object, report_dir: Path | None, *, launch: Any = None, memory:
     started = time.perf_counter()
     with open_store() as store:
         result = run_recipe(recipe, store, progress=RichProgress(), report_dir=report_dir, launch=launch,
-                            memory=memory)
+                            memory=memory, resume=resume)
     wall = time.perf_counter() - started
     rows: list[tuple[str, object]] = [
         ("run", result.run_id),

@@ -255,9 +255,9 @@ class AugmentConfig(Section):
     )
     mode: Literal["offline", "online"] = Field(
         default="offline",
-        description="offline: copies are added when training loads the split; online: the pipeline is kept for "
-                    "a training loop to apply to each batch (Dataset.augmenter()) — the built-in loop does not "
-                    "apply it yet, so use offline with it.",
+        description="offline: copies are added when training loads the split; online: the training loop "
+                    "applies the pipeline (Dataset.augmenter()) to each train batch, a fresh draw every epoch "
+                    "seeded per step (resume stays exact); valid and test are never augmented.",
     )
 
 

@@ -36,7 +36,7 @@ from modelyard.store.context import RunContext
 from modelyard.store.project import Store
 from modelyard.train import distributed
 from modelyard.train.checkpoint import latest_checkpoint
-from modelyard.train.loop import FitResult, LoopSettings, TensorData, fit, seed_everything
+from modelyard.train.loop import Batch, BatchAugment, FitResult, LoopSettings, TensorData, fit, seed_everything
 from modelyard.train.objectives import build_objective, next_token_targets
 from modelyard.train.optim import build_optimizer, build_schedule, check_optimizer_config, check_schedule_config
 
@@ -135,6 +135,37 @@ def prepare_splits(recipe: Recipe, dataset: Dataset) -> tuple[dict[str, TensorDa
               "valid": text_split(tokenizer, valid_texts, valid_y, max_length=cfg.max_length, task=recipe.task)}
     outputs = tokenizer.vocab_size if recipe.task == "language-modeling" else num_outputs(dataset)
     return splits, {"vocab_size": tokenizer.vocab_size, "max_length": cfg.max_length, "num_outputs": outputs}, tokenizer
+
+
+def online_augment(recipe: Recipe, dataset: Dataset, tokenizer: Tokenizer | None) -> BatchAugment | None:
+    """The recipe's online augmentation (``data.augment.mode: online``) as a per-batch transform, or None.
+
+    Arrays (tabular features, images) are augmented as the batch holds them; text rows are
+    taken from the raw train texts, augmented, then tokenized again (language modeling: the
+    next-token targets follow the augmented text). Labels are kept (mixup blends regression targets).
+    """
+    pipeline = dataset.augmenter()
+    if pipeline is None:
+        return None
+    task = recipe.task
+    if tokenizer is None:
+        def augment_arrays(index: torch.Tensor, batch: Batch, rng: np.random.Generator) -> Batch:
+            inputs, targets = batch
+            x, y = pipeline(inputs[0], targets.numpy(), rng)
+            return (x, *inputs[1:]), (targets if y is None else torch.as_tensor(y, dtype=targets.dtype))
+
+        return augment_arrays
+    texts, labels = dataset.texts("train")  # online mode: the same rows, in the same order, as prepare_splits
+    max_length = tokenizer_config(recipe).max_length
+
+    def augment_texts(index: torch.Tensor, batch: Batch, rng: np.random.Generator) -> Batch:
+        rows = index.tolist()
+        new_texts, new_labels = pipeline([texts[i] for i in rows], labels[rows], rng)
+        part = text_split(tokenizer, new_texts, labels[rows] if new_labels is None else new_labels,
+                          max_length=max_length, task=task)
+        return part.take(torch.arange(len(rows)))
+
+    return augment_texts
 
 
 def build_model(recipe: Recipe, dataset: Dataset) -> tuple[nn.Module, dict[str, Any]]:
@@ -305,7 +336,7 @@ def run(recipe: Recipe, data: DatasetRef, *, ctx: RunContext, resume: str | None
                      make_schedule=lambda total, per_epoch: build_schedule(optimizer, cfg.schedule, total, per_epoch),
                      settings=settings, ctx=ctx, device=device,
                      checkpoint_dir=checkpoint_root(ctx.store, ctx.run_id) if cfg.checkpoint.enabled else None,
-                     resume_from=resume_path)
+                     resume_from=resume_path, augment=online_augment(recipe, dataset, tokenizer))
 
     schema = dataset.schema
     spec = {"plugin": recipe.model.name, "kwargs": kwargs, "task": recipe.task, "modality": schema.modality,
@@ -346,4 +377,5 @@ def _summary(result: FitResult, ref: ModelRef | Any) -> dict[str, Any]:
 
 
 __all__ = ["build_model", "build_model_for", "checkpoint_root", "deterministic_mode", "find_resume_checkpoint",
-           "fingerprint", "input_kwargs", "pick_device", "prepare_splits", "run", "text_split", "tokenizer_config"]
+           "fingerprint", "input_kwargs", "online_augment", "pick_device", "prepare_splits", "run", "text_split",
+           "tokenizer_config"]

@@ -11,6 +11,12 @@ The position in the data is the optimizer step alone: epoch ``e`` visits the row
 ``s`` takes batch ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch``. So resuming
 at step ``s`` jumps straight there (no replaying of skipped batches), and a checkpoint's
 data position is one integer.
+
+Online augmentation (``data.augment.mode: online``) follows the same rule: the stage hands
+:func:`fit` a :data:`BatchAugment`, called on each training micro-batch with a numpy
+generator seeded from (seed, step, micro-batch, rank) alone (:func:`augment_rng`), so every
+epoch sees fresh variants of the rows while a resumed run draws exactly the same ones.
+Validation never goes through it.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +40,15 @@ from modelyard.core.errors import ConfigError, TrainingError
 from modelyard.store.context import RunContext
 from modelyard.train import distributed
 from modelyard.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, weights_copy
-from modelyard.train.monitor import ResourceMonitor, peak_flops_for
+from modelyard.train.monitor import ResourceMonitor, count_train_flops, peak_flops_for
 from modelyard.train.objectives import Objective
 from modelyard.train.optim import Schedule, decay_split
 
 log = logging.getLogger("modelyard.train")
 
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
+# (row indices into the train split, the batch those rows make, a seeded generator) -> augmented batch
+BatchAugment = Callable[[torch.Tensor, Batch, np.random.Generator], Batch]
 
 
 @dataclass
@@ -134,6 +142,15 @@ class StepOutcome:
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The row order of ``epoch`` (0-based): a permutation depending on (seed, epoch) only."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def augment_rng(seed: int, step: int, micro_batch: int) -> np.random.Generator:
+    """The generator online augmentation draws from for one micro-batch of optimizer step ``step``.
+
+    It depends on (seed, step, micro-batch, rank) only, so a run resumed at step ``s`` augments
+    batch ``s`` exactly as the uninterrupted run did, and ranks draw independent variants.
+    """
+    return np.random.default_rng([seed % 2**32, step, micro_batch, distributed.world().rank])
 
 
 def autocast_context(precision: str, device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
@@ -267,22 +284,10 @@ def selection(settings: LoopSettings) -> tuple[str, str, float, int | None]:
     return metric, mode, (stop.min_delta if stop else 0.0), (stop.patience if stop else None)
 
 
-@contextmanager
-def _count_flops(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        yield counter
-
-
 def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Objective,
         optimizer: torch.optim.Optimizer, make_schedule: Callable[[int, int], Schedule], settings: LoopSettings,
         ctx: RunContext, device: torch.device, checkpoint_dir: Path | None = None,
-        resume_from: Path | None = None) -> FitResult:
+        resume_from: Path | None = None, augment: BatchAugment | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding its best validated weights.
 
     Args:
@@ -297,6 +302,8 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
         device: where the batches go.
         checkpoint_dir: where checkpoints go (None: no checkpoints).
         resume_from: a checkpoint folder to continue from, exactly.
+        augment: online augmentation, applied to each training micro-batch (never to ``valid``),
+            seeded per step by :func:`augment_rng`.
 
     Raises:
         TrainingError: NaN/Inf with policy ``stop`` (the step is named), or too many rollbacks.
@@ -388,24 +395,29 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
             order_epoch, order = epoch, epoch_order(n, settings.seed, epoch)
         index = order[position * batch_size:(position + 1) * batch_size]
         index = distributed.shard_batch(index)  # this rank's strided share of the global batch
-        micro_batches = [train.take(chunk) for chunk in torch.tensor_split(index, accumulation) if len(chunk)]
+        chunks = [chunk for chunk in torch.tensor_split(index, accumulation) if len(chunk)]
+        micro_batches = [train.take(chunk) for chunk in chunks]
+        if augment is not None:
+            micro_batches = [augment(chunk, batch, augment_rng(settings.seed, step, i))
+                             for i, (chunk, batch) in enumerate(zip(chunks, micro_batches, strict=True))]
+        if settings.monitor and flops_per_sample is None:
+            # Once, on a few rows, outside the timed step (see train/monitor.py for why not the step itself).
+            counting = time.perf_counter()
+            flops_per_sample = count_train_flops(distributed.unwrap(model), micro_batches[0][0], device=device)
+            window_start += time.perf_counter() - counting  # not part of the logged throughput
         t0 = time.perf_counter()
-        count_now = settings.monitor and flops_per_sample is None and not settings.compile
-        with _count_flops(count_now) as counter:
-            try:
-                outcome = backward_step(forward_model, micro_batches, objective, optimizer, device=device,
-                                        autocast=autocast, scaler=scaler, grad_clip=settings.grad_clip,
-                                        penalty_fn=penalty_fn, count_tokens=count_tokens)
-            except _compile_errors() as exc:
-                if forward_model is model:
-                    raise
-                log.warning("torch.compile failed (%s); training eagerly", exc)
-                forward_model = model
-                outcome = backward_step(model, micro_batches, objective, optimizer, device=device,
-                                        autocast=autocast, scaler=scaler, grad_clip=settings.grad_clip,
-                                        penalty_fn=penalty_fn, count_tokens=count_tokens)
-        if counter is not None:
-            flops_per_sample = counter.get_total_flops() / max(outcome.samples, 1)
+        try:
+            outcome = backward_step(forward_model, micro_batches, objective, optimizer, device=device,
+                                    autocast=autocast, scaler=scaler, grad_clip=settings.grad_clip,
+                                    penalty_fn=penalty_fn, count_tokens=count_tokens)
+        except _compile_errors() as exc:
+            if forward_model is model:
+                raise
+            log.warning("torch.compile failed (%s); training eagerly", exc)
+            forward_model = model
+            outcome = backward_step(model, micro_batches, objective, optimizer, device=device,
+                                    autocast=autocast, scaler=scaler, grad_clip=settings.grad_clip,
+                                    penalty_fn=penalty_fn, count_tokens=count_tokens)
 
         if not outcome.finite:
             where = f"step {step + 1} (epoch {epoch + 1}, batch {position + 1})"
@@ -548,6 +560,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-__all__ = ["Batch", "FitResult", "LoopSettings", "StepOutcome", "TensorData", "apply_step", "autocast_context",
-           "backward_step", "epoch_order", "evaluate_split", "fit", "grad_scaler", "gradient_norm", "penalty",
-           "seed_everything", "selection"]
+__all__ = ["Batch", "BatchAugment", "FitResult", "LoopSettings", "StepOutcome", "TensorData", "apply_step",
+           "augment_rng", "autocast_context", "backward_step", "epoch_order", "evaluate_split", "fit", "grad_scaler",
+           "gradient_norm", "penalty", "seed_everything", "selection"]

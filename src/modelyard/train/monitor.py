@@ -4,10 +4,18 @@
 - CPU utilisation: process CPU seconds over wall seconds since the last sample, as a
   percentage of the cores torch may use (100 = every intra-op thread busy);
 - GPU memory: ``torch.cuda.max_memory_allocated`` when on CUDA;
-- model FLOPs: counted once, on the first training step, with
-  ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward, whatever the model);
+- model FLOPs: counted once, before the first training step, on a few rows of the first batch
+  with ``torch.utils.flop_counter.FlopCounterMode`` (:func:`count_train_flops`). Counting the
+  whole first step under the counter made that step ~40% slower (its dispatch mode sits on
+  every forward and backward op): the loop-overhead budget of issue 4. In eval mode, so no
+  dropout draw moves the RNG (exact resume) and no BatchNorm statistic changes; when every
+  parameter trains, a no-grad forward × 3 (the usual MFU convention, backward = 2 × forward: it
+  also counts the first layer's input gradient the step skips — exact for token models, which
+  start with an embedding, up to ~15% high for a small MLP on raw features); otherwise (frozen
+  parameters, e.g. LoRA) forward + ``torch.autograd.grad`` to the trainable parameters, exact
+  but ~7× dearer (``.grad`` untouched);
   MFU = counted FLOPs per sample × samples/s ÷ the measured matmul peak of this machine
-  (:func:`matmul_peak_flops`, an fp32 or bf16 GEMM, best of several).
+  (:func:`matmul_peak_flops`, an fp32 or bf16 GEMM, best of several, cached per process).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import time
 from functools import lru_cache
 
 import torch
+from torch import nn
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +89,35 @@ class ResourceMonitor:
         return out
 
 
+def count_train_flops(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, device: torch.device,
+                      rows: int = 4) -> float:
+    """Training FLOPs (forward + backward) per sample of ``model`` on the first ``rows`` of ``inputs``.
+
+    ``model`` is the plain module (not a DDP wrapper); its mode is restored and its ``.grad`` untouched.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sample = tuple(t[:rows].to(device) for t in inputs)
+    n = max(int(sample[0].shape[0]), 1)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = any(not p.requires_grad for p in model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        if trainable and not frozen:
+            with torch.no_grad(), counter:
+                model(*sample)
+            return 3.0 * counter.get_total_flops() / n
+        with counter:
+            out = model(*sample)
+            if trainable and out.requires_grad:
+                torch.autograd.grad(out.float().sum(), trainable, allow_unused=True)
+        return float(counter.get_total_flops()) / n
+    finally:
+        model.train(was_training)
+
+
 def peak_flops_for(device: torch.device, precision: str) -> float:
     """The MFU denominator: measured GEMM peak for the device and compute dtype."""
     dtype_name = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
@@ -89,4 +127,5 @@ def peak_flops_for(device: torch.device, precision: str) -> float:
     return matmul_peak_flops(dtype_name)
 
 
-__all__ = ["ResourceMonitor", "cuda_peak_flops", "matmul_peak_flops", "peak_flops_for", "peak_rss_mb"]
+__all__ = ["ResourceMonitor", "count_train_flops", "cuda_peak_flops", "matmul_peak_flops", "peak_flops_for",
+           "peak_rss_mb"]

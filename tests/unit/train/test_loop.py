@@ -255,3 +255,30 @@ def test_deterministic_mode_repeats_bit_for_bit(store: Any, tmp_path: Path) -> N
     assert not torch.are_deterministic_algorithms_enabled()  # restored
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_flop_count_on_a_few_rows_matches_counting_the_whole_step() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from modelyard.train.monitor import count_train_flops
+
+    def step_flops(model: nn.Module, x: torch.Tensor) -> float:
+        with FlopCounterMode(display=False) as counter:
+            model(x).float().sum().backward()
+        model.zero_grad(set_to_none=True)
+        return counter.get_total_flops() / len(x)
+
+    x = torch.randn(32, 6)
+    model = MODELS.get("mlp")(num_features=6, num_outputs=3, hidden=[16, 8], dropout=0.3)
+    rng = torch.get_rng_state()
+    counted = count_train_flops(model, (x,), device=torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), rng) and model.training  # no dropout draw, mode restored
+    assert all(p.grad is None for p in model.parameters())
+    # 3 x forward, the usual MFU convention: it also counts the first layer's input gradient, which
+    # the step skips (1488 vs 1296 FLOPs here; token models start with an embedding and match exactly).
+    assert step_flops(model, x) <= counted <= 1.2 * step_flops(model, x)
+    for p in list(model.parameters())[:2]:
+        p.requires_grad_(False)  # a frozen first layer: forward + backward to the trainable ones
+    counted = count_train_flops(model, (x,), device=torch.device("cpu"))
+    assert counted == pytest.approx(step_flops(model, x), rel=1e-6)
+    assert all(p.grad is None for p in model.parameters())
