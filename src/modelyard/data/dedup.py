@@ -39,8 +39,8 @@ _ODD_WHITESPACE = r"[\t\n\r\x0b\x0c\x1c-\x1f]|  |^ | $"
 # long string does not make the vectorised loop run thousands of nearly empty steps.
 _MAX_VECTOR_WORDS = 128
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers (near_dup.py shares them)
+MIX2 = np.uint64(0x94D049BB133111EB)
 _NULL_HASH = np.uint64(0x6A09E667F3BCC908)  # any constant that "" does not hash to
 # _LOW_BYTES[k] keeps the low k bytes of a little-endian word.
 _LOW_BYTES = np.array([0, *((1 << (8 * k)) - 1 for k in range(1, 8)), (1 << 64) - 1], dtype=np.uint64)
@@ -407,19 +407,19 @@ def _hash_short(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words
         word[ending:] &= _LOW_BYTES[lengths[ending:active] - 8 * step]
         x = state[:active]
         x ^= word
-        x *= _MIX1
+        x *= MIX1
         x ^= x >> np.uint64(29)
-    state = _finalize(state)
+    state = splitmix_finalize(state)
     hashes = np.empty_like(state)
     hashes[order] = state
     return hashes
 
 
-def _finalize(x: np.ndarray) -> np.ndarray:
+def splitmix_finalize(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser, in place: every input bit flips about half of the output bits."""
     x ^= x >> np.uint64(30)
-    x *= _MIX1
+    x *= MIX1
     x ^= x >> np.uint64(27)
-    x *= _MIX2
+    x *= MIX2
     x ^= x >> np.uint64(31)
     return x

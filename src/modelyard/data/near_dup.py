@@ -40,12 +40,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard.core.errors import ConfigError
-from modelyard.data.dedup import KeyColumn, exact_duplicate_groups, hash_strings, normalize_texts
+from modelyard.data.dedup import (
+    MIX1,
+    KeyColumn,
+    exact_duplicate_groups,
+    hash_strings,
+    normalize_texts,
+    splitmix_finalize,
+)
 
 ShingleKind = Literal["char", "word"]
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY_SLOT = np.uint32(0xFFFFFFFF)  # signature value of a text without shingles
 # Elements (shingles × permutations, or gathered set members) NumPy handles per chunk: 4M uint64 = 32 MB.
@@ -141,7 +146,7 @@ def _kgram_hashes(units: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.nda
         state = np.full(windows, k, dtype=np.uint64) * _GOLDEN
         for j in range(k):
             state ^= units[j:j + windows]
-            state *= _MIX1
+            state *= MIX1
             state ^= state >> np.uint64(29)
         marks = np.zeros(windows + 1, dtype=np.int64)
         np.add.at(marks, starts[:-1][full], 1)
@@ -149,7 +154,7 @@ def _kgram_hashes(units: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.nda
         inside = np.cumsum(marks[:-1]) > 0
         # Texts come in order, so their windows fill their CSR slots in order.
         slots = _ranges(offsets[:-1][full], per_text[full])
-        values[slots] = _finalize(state[inside])
+        values[slots] = splitmix_finalize(state[inside])
     short = np.flatnonzero((counts > 0) & ~full)
     if len(short):
         values[offsets[short]] = _whole_hashes(units, starts[short], counts[short])
@@ -161,9 +166,9 @@ def _whole_hashes(units: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> 
     state = counts.astype(np.uint64) * _GOLDEN
     for j in range(int(counts.max())):
         going = counts > j
-        mixed = (state[going] ^ units[starts[going] + j]) * _MIX1
+        mixed = (state[going] ^ units[starts[going] + j]) * MIX1
         state[going] = mixed ^ (mixed >> np.uint64(29))
-    return _finalize(state)
+    return splitmix_finalize(state)
 
 
 def minhash_signatures(texts: KeyColumn, *, num_perm: int = 128, shingle: ShingleKind = "char",
@@ -219,9 +224,9 @@ def _band_keys(signatures: np.ndarray, band: int, rows: int) -> np.ndarray:
     state = np.full(len(signatures), rows, dtype=np.uint64) * _GOLDEN
     for column in range(band * rows, (band + 1) * rows):
         state ^= signatures[:, column]
-        state *= _MIX1
+        state *= MIX1
         state ^= state >> np.uint64(29)
-    return _finalize(state)
+    return splitmix_finalize(state)
 
 
 def _bucket_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -593,16 +598,6 @@ def _check_shingle(shingle: str, shingle_size: int) -> None:
         raise ConfigError(f"unknown shingle {shingle!r} (known: char, word)")
     if not 1 <= shingle_size <= 64:
         raise ConfigError(f"shingle_size must be in 1..64, got {shingle_size}")
-
-
-def _finalize(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser, in place."""
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
 
 
 __all__ = ["NearDuplicateGroups", "SplitLeakage", "cross_split_duplicates", "lsh_bands", "minhash_signatures",

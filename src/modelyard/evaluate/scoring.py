@@ -72,6 +72,22 @@ def resample_chunks(n: int, samples: int, seed: int) -> Iterator[np.ndarray]:
         done += size
 
 
+def group_resamples(groups: np.ndarray, samples: int, seed: int) -> Iterator[np.ndarray]:
+    """Cluster-bootstrap row indices, one (1, m) resample at a time: whole groups drawn with replacement.
+
+    A language model is scored per token, but tokens of one text are not independent: resampling
+    tokens would make intervals too narrow. Drawing texts (and all their tokens) keeps the unit
+    of independence; ``m`` varies with the texts drawn.
+    """
+    rng = np.random.default_rng(seed)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    for _ in range(samples):
+        picks = rng.integers(0, len(members), len(members))
+        yield np.concatenate([members[g] for g in picks])[None, :]
+
+
 def metric_on_resamples(name: str, scores: Scores, index: np.ndarray) -> np.ndarray:
     """The metric on each row of ``index`` (B, n); NaN where it is undefined."""
     batch = info(name).batch
@@ -100,13 +116,16 @@ def bootstrap_intervals(names: list[str], scores: Scores, *, samples: int, confi
     """Percentile intervals ``{low, high, confidence, samples, undefined_share}`` of every defined metric.
 
     Resamples on which a metric is undefined (a class missing from the resample) are left out,
-    and their share is reported.
+    and their share is reported. With ``scores.groups`` (a language model's tokens, grouped by
+    text) whole groups are resampled (:func:`group_resamples`).
     """
     if samples <= 0 or len(scores) == 0:
         return {}
     defined = [name for name in names if values.get(name) is not None]
     draws: dict[str, list[np.ndarray]] = {name: [] for name in defined}
-    for index in resample_chunks(len(scores), samples, seed):
+    resamples = (resample_chunks(len(scores), samples, seed) if scores.groups is None
+                 else group_resamples(scores.groups, samples, seed))
+    for index in resamples:
         for name in defined:
             draws[name].append(metric_on_resamples(name, scores, index))
     alpha = (1 - confidence) / 2
@@ -123,5 +142,5 @@ def bootstrap_intervals(names: list[str], scores: Scores, *, samples: int, confi
     return out
 
 
-__all__ = ["DEFAULT_METRICS", "Scores", "bootstrap_intervals", "metric_names", "metric_on_resamples",
+__all__ = ["DEFAULT_METRICS", "Scores", "bootstrap_intervals", "group_resamples", "metric_names", "metric_on_resamples",
            "point_values", "resample_chunks"]

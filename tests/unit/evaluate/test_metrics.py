@@ -137,3 +137,24 @@ def test_metric_that_does_not_fit_the_task_is_refused_with_the_ones_that_do() ->
     assert "roc_auc" in str(info.value)
     with pytest.raises(PluginError, match="did you mean 'roc_auc'"):
         check_fits(["roc_acu"], "classification")
+
+
+def test_language_model_intervals_resample_texts_not_tokens() -> None:
+    # 20 texts of 50 tokens; a text is either all right or all wrong, so the 1,000 tokens are
+    # really 20 independent observations: the interval must be as wide as 20 draws allow.
+    from modelyard.evaluate.scoring import Scores, bootstrap_intervals, group_resamples
+
+    texts = np.repeat(np.arange(20), 50)
+    y_true = np.zeros(1000, dtype=np.int64)
+    y_pred = np.where(texts % 2 == 0, 0, 1)
+    by_token = Scores(y_true=y_true, y_pred=y_pred)
+    by_text = Scores(y_true=y_true, y_pred=y_pred, groups=texts)
+    kw = {"samples": 400, "confidence": 0.95, "seed": 0, "values": {"token_accuracy": 0.5}}
+    narrow = bootstrap_intervals(["token_accuracy"], by_token, **kw)["token_accuracy"]
+    wide = bootstrap_intervals(["token_accuracy"], by_text, **kw)["token_accuracy"]
+    assert narrow["high"] - narrow["low"] < 0.08  # ≈ 4·sqrt(.25/1000)
+    assert wide["high"] - wide["low"] > 0.3  # ≈ 4·sqrt(.25/20)
+    # Every resample draws whole texts: token counts are multiples of 50, texts kept together.
+    for rows in group_resamples(texts, 5, seed=1):
+        assert rows.shape[1] == 1000 and all(np.all(texts[rows[0][i:i + 50]] == texts[rows[0][i]])
+                                             for i in range(0, 1000, 50))
