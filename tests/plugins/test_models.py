@@ -21,7 +21,7 @@ from modelyard.plugins.models import modality_of
 from modelyard.plugins.models.gpt import generate
 from modelyard.plugins.models.hf import check_hf_folder, save_hf_format
 from modelyard.plugins.models.init import init_weights
-from modelyard.plugins.models.layers import Dropout
+from modelyard.plugins.models.layers import Dropout, keep_mask
 from modelyard.testing import ConformanceError, check_model, example_inputs
 
 load_builtins()
@@ -282,6 +282,36 @@ def test_fast_dropout_keeps_the_expectation() -> None:
     assert torch.equal(dropout.eval()(x), x)
 
 
+def test_fast_dropout_lanes_are_uniform_and_independent_of_position() -> None:
+    # Each int64 draw is read as four 16-bit lanes: every lane (and so every 4th element) must
+    # be kept with the same probability; an odd size must not read past the draws.
+    torch.manual_seed(1)
+    keep, kept_share = keep_mask(torch.empty(400_003), 0.1)
+    assert keep.shape == (400_003,) and kept_share == 1 - round(0.1 * 65536) / 65536
+    for lane in range(4):
+        assert abs(keep[lane::4].float().mean().item() - kept_share) < 0.004, lane
+    # Neighbouring elements are independent: P(both kept) = kept_share².
+    both = (keep[:-1] & keep[1:]).float().mean().item()
+    assert abs(both - kept_share**2) < 0.004
+
+
+@pytest.mark.parametrize(("p", "expected"), [(1e-9, 1.0), (0.999999, 0.0), (1.0, 0.0)])
+def test_fast_dropout_extreme_rates(p: float, expected: float) -> None:
+    # p rounds to a multiple of 1/65536: tiny p keeps everything, p near 1 drops everything (no inf·0).
+    torch.manual_seed(0)
+    y = Dropout(p)(torch.ones(10_000))
+    assert torch.isfinite(y).all()
+    assert (y != 0).float().mean().item() == expected
+
+
+def test_fast_dropout_repeats_under_the_seed() -> None:
+    x = torch.randn(3, 5, 7)
+    torch.manual_seed(3)
+    first = Dropout(0.3)(x)
+    torch.manual_seed(3)
+    assert torch.equal(Dropout(0.3)(x), first)
+
+
 # --- hf-pretrained -----------------------------------------------------------------------------------------
 
 
@@ -387,3 +417,13 @@ def test_minilm_mean_pooling_ranks_paraphrases_first() -> None:
     emb = torch.nn.functional.normalize(masked_mean(hidden.last_hidden_state, torch.from_numpy(mask).bool()), dim=-1)
     paraphrase, unrelated = (emb[0] @ emb[1]).item(), (emb[0] @ emb[2]).item()
     assert paraphrase > 0.5 > unrelated
+
+
+def test_fast_dropout_gradient_is_the_mask_times_the_scale() -> None:
+    torch.manual_seed(4)
+    x = torch.randn(6, 9, requires_grad=True)
+    y = Dropout(0.5)(x)
+    kept = y.detach() != 0
+    assert torch.equal(y.detach(), torch.where(kept, x.detach() * 2.0, 0.0))
+    y.sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, kept.float() * 2.0)

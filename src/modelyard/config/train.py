@@ -111,6 +111,11 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="fp32; bf16 autocast (CPU or CUDA); fp16 autocast + grad scaler (CUDA only).")
     compile: bool = Field(default=False, description="torch.compile the model (falls back to eager if it fails).")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="Under torchrun (--nproc > 1): ddp replicates the model on every rank; fsdp shards weights, "
+                    "gradients and optimizer state across ranks, for models whose training state does not fit one "
+                    "device (see docs/distributed.md). Ignored in one process.")
     deterministic: bool = Field(default=False, description="Deterministic kernels: CPU runs repeat bit for bit.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
                                                    description="Where to train; auto picks CUDA if present.")

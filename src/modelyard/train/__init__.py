@@ -34,7 +34,7 @@ from modelyard.plugins.tokenizers.base import Tokenizer
 from modelyard.runtime.package import TOKENIZER_DIR, save_model
 from modelyard.store.context import RunContext
 from modelyard.store.project import Store
-from modelyard.train import distributed
+from modelyard.train import distributed, fsdp
 from modelyard.train.checkpoint import latest_checkpoint
 from modelyard.train.loop import Batch, BatchAugment, FitResult, LoopSettings, TensorData, fit, seed_everything
 from modelyard.train.objectives import build_objective, next_token_targets
@@ -310,7 +310,8 @@ def run(recipe: Recipe, data: DatasetRef, *, ctx: RunContext, resume: str | None
     seed_everything(recipe.seed)  # the same initial weights whatever the tokenizer consumed
     model, kwargs = build_model_for(recipe, inputs, dataset.schema.modality)
     model.to(device)
-    model, trained = distributed.wrap_model(model, device)  # (model, DDP wrapper) under torchrun, else twice model
+    # (model, DDP wrapper) under torchrun, the sharded model twice under FSDP, else twice model
+    model, trained = distributed.wrap_model(model, device, recipe.train.parallel)
     cfg = recipe.train
     reg = cfg.regularization
     class_weights = dataset.class_weights if recipe.task == "classification" else None
@@ -344,6 +345,11 @@ def run(recipe: Recipe, data: DatasetRef, *, ctx: RunContext, resume: str | None
             "inputs": {"features": schema.features, "image_shape": schema.image_shape, "text": schema.text}}
     if tokenizer is not None:
         spec["tokenizer"] = {"kind": tokenizer.kind, "max_length": kwargs["max_length"], "folder": TOKENIZER_DIR}
+    if fsdp.is_sharded(model):  # gather the full weights onto rank 0 (every rank takes part) into a plain module
+        state = distributed.model_state(model)
+        if distributed.is_main():
+            model = build_model_for(recipe, inputs, dataset.schema.modality)[0]
+            model.load_state_dict(state)
     model.to("cpu")
     if not distributed.is_main():
         return ModelRef(id=distributed.broadcast(None))  # rank 0 publishes; the others learn its id

@@ -36,6 +36,7 @@ from torch import nn
 from modelyard.core.atomic import fsync_dir
 from modelyard.core.errors import ArtifactError, ConfigError
 from modelyard.core.hashing import sha256_file
+from modelyard.train import fsdp
 
 META = "checkpoint.json"
 MODEL = "model.safetensors"
@@ -83,11 +84,16 @@ def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tenso
     return tensors, plain
 
 
+def _param_key(key: str) -> int | str:
+    """A parameter's key in an optimizer state: its position (plain), or its name (FSDP's full state)."""
+    return int(key) if key.isdigit() else key
+
+
 def _join_optimizer_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in plain["state"].items()}
+    state: dict[int | str, dict[str, Any]] = {_param_key(k): dict(v) for k, v in plain["state"].items()}
     for key, value in tensors.items():
         _, param_id, name = key.split("/", 2)
-        state.setdefault(int(param_id), {})[name] = value
+        state.setdefault(_param_key(param_id), {})[name] = value
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
@@ -103,7 +109,8 @@ def _fsync(path: Path) -> None:
 
 def save_checkpoint(root: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any],
-                    keep: int = 2) -> Path:
+                    keep: int = 2, model_state: dict[str, torch.Tensor] | None = None,
+                    optimizer_state: dict[str, Any] | None = None) -> Path:
     """Write checkpoint ``step`` under ``root`` atomically and prune all but the ``keep`` newest.
 
     Args:
@@ -114,6 +121,8 @@ def save_checkpoint(root: Path, step: int, *, model: nn.Module, optimizer: torch
         best_state: the best validated weights so far (None: none yet; the live weights are used).
         loop_state: JSON-able loop state (schedule, scaler, early stopping, history, fingerprint…).
         keep: newest checkpoints kept.
+        model_state, optimizer_state: full states gathered beforehand (a sharded FSDP model,
+            see ``train/fsdp.py``); None: read from ``model`` and ``optimizer``.
 
     Returns:
         The checkpoint folder.
@@ -123,10 +132,13 @@ def save_checkpoint(root: Path, step: int, *, model: nn.Module, optimizer: torch
     tmp = root / f".tmp-step-{step:09d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_safetensors_model(model, str(tmp / MODEL))
-    best = best_state if best_state is not None else weights_copy(model)
+    if model_state is None:
+        save_safetensors_model(model, str(tmp / MODEL))
+    else:
+        save_file(model_state, str(tmp / MODEL))
+    best = best_state if best_state is not None else (model_state or weights_copy(model))
     save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / BEST))
-    opt_tensors, opt_plain = _split_optimizer_state(optimizer.state_dict())
+    opt_tensors, opt_plain = _split_optimizer_state(optimizer_state or optimizer.state_dict())
     save_file(opt_tensors, str(tmp / OPTIMIZER))
     rng_tensors, rng_plain = rng_state()
     save_file(rng_tensors, str(tmp / RNG))
@@ -215,12 +227,21 @@ def load_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Opti
     meta = read_checkpoint_meta(path)
     if fingerprint is not None:
         check_fingerprint(meta["loop"].get("fingerprint", {}), fingerprint, where=str(path))
-    try:
-        load_safetensors_model(model, str(path / MODEL), strict=True, device=str(device))
-    except RuntimeError as exc:
-        raise ConfigError(f"cannot resume: the checkpoint's weights do not fit this model: {exc}",
-                          where=str(path / MODEL)) from exc
-    optimizer.load_state_dict(_join_optimizer_state(load_file(str(path / OPTIMIZER)), meta["optimizer"]))
+    optimizer_state = _join_optimizer_state(load_file(str(path / OPTIMIZER)), meta["optimizer"])
+    if fsdp.is_sharded(model):  # every rank reads the full state and keeps its shard
+        try:
+            fsdp.load_full_model_state(model, load_file(str(path / MODEL)))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ConfigError(f"cannot resume: the checkpoint's weights do not fit this model: {exc}",
+                              where=str(path / MODEL)) from exc
+        fsdp.load_full_optimizer_state(model, optimizer, optimizer_state)
+    else:
+        try:
+            load_safetensors_model(model, str(path / MODEL), strict=True, device=str(device))
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot resume: the checkpoint's weights do not fit this model: {exc}",
+                              where=str(path / MODEL)) from exc
+        optimizer.load_state_dict(optimizer_state)
     if restore_rng:
         set_rng_state(load_file(str(path / RNG)), meta["rng"])
     return meta, load_file(str(path / BEST))

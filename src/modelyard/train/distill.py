@@ -8,10 +8,13 @@ The loss of one row (Hinton et al., 2015)::
 the soft term is the squared error to the teacher's prediction.
 
 No second loop body: distillation *is* :func:`~modelyard.train.loop.fit` with another
-objective. The teacher's outputs are computed once (the loop feeds the same rows every
-epoch, with no online augmentation, so re-running the teacher per batch would only cost
-time) and packed next to the labels as the training targets, ``(N, 1 + K)``: column 0 the
-label, the rest the teacher's logits. :class:`DistillationObjective` unpacks them; on the
+objective. Without online augmentation the teacher's outputs are computed once (the loop
+feeds the same rows every epoch, so re-running the teacher per batch would only cost time)
+and packed next to the labels as the training targets, ``(N, 1 + K)``: column 0 the label,
+the rest the teacher's logits. With online augmentation (``data.augment.mode: online``)
+each augmented micro-batch gets the teacher's outputs *on the augmented inputs*, so the
+student matches the teacher where it is trained (and mixup or noise make the soft targets
+more informative, not stale). :class:`DistillationObjective` unpacks them; on the
 validation split (plain labels) it is the plain task loss, so ``valid/loss`` and
 ``valid/accuracy`` mean what they mean in ordinary training, and best-epoch selection,
 the NaN guards, clipping, the schedule and progress all come from the loop unchanged.
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from modelyard.config.train import OptimizerConfig, ScheduleConfig
 from modelyard.store.context import RunContext
-from modelyard.train.loop import FitResult, LoopSettings, TensorData, fit
+from modelyard.train.loop import Batch, BatchAugment, FitResult, LoopSettings, TensorData, fit
 from modelyard.train.objectives import Objective
 from modelyard.train.optim import build_optimizer, build_schedule
 
@@ -85,15 +89,36 @@ def teacher_outputs(teacher: nn.Module, data: TensorData, *, device: torch.devic
     return torch.cat(outs)
 
 
+def pack_targets(labels: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """Labels ``(N,)`` and teacher outputs ``(N, K)`` as one ``(N, 1 + K)`` float target."""
+    return torch.cat([labels.float().unsqueeze(1), soft.reshape(len(labels), -1)], dim=1)
+
+
+def augment_with_teacher(augment: BatchAugment, teacher: nn.Module, *, device: torch.device) -> BatchAugment:
+    """``augment`` followed by the teacher's outputs on the augmented inputs, packed with the labels."""
+
+    def augmented(index: torch.Tensor, batch: Batch, rng: np.random.Generator) -> Batch:
+        inputs, packed = batch
+        new_inputs, labels = augment(index, (inputs, packed[:, 0]), rng)
+        soft = teacher_outputs(teacher, TensorData(inputs=new_inputs, targets=labels), device=device)
+        return new_inputs, pack_targets(labels, soft)
+
+    return augmented
+
+
 def distill(student: nn.Module, teacher: nn.Module, *, train: TensorData, valid: TensorData, settings: LoopSettings,
-            distill_settings: DistillSettings, ctx: RunContext, device: torch.device) -> FitResult:
+            distill_settings: DistillSettings, ctx: RunContext, device: torch.device,
+            augment: BatchAugment | None = None) -> FitResult:
     """Train ``student`` (on ``device``) in place; it ends holding its best validation epoch's weights.
+
+    ``augment`` (online augmentation) is applied to each training micro-batch, and the
+    teacher's soft targets are recomputed on the augmented inputs.
 
     Raises:
         TrainingError: the loss became NaN or infinite (the loop names the step).
     """
     soft = teacher_outputs(teacher, train, device=device)                      # (N, K)
-    packed = torch.cat([train.targets.float().unsqueeze(1), soft.reshape(len(train), -1)], dim=1)  # (N, 1 + K)
+    packed = pack_targets(train.targets, soft)                                 # (N, 1 + K)
     # No mask_index: the loop's padding trim would mistake a (N, 1 + K) target for next-token
     # targets when 1 + K happens to equal the sequence length; the models mask padding anyway.
     packed_train = TensorData(inputs=train.inputs, targets=packed)
@@ -104,7 +129,9 @@ def distill(student: nn.Module, teacher: nn.Module, *, train: TensorData, valid:
     schedule = ScheduleConfig(name="cosine", warmup=0.05)
     return fit(student, train=packed_train, valid=valid, objective=objective, optimizer=optimizer,
                make_schedule=lambda total, per_epoch: build_schedule(optimizer, schedule, total, per_epoch),
-               settings=settings, ctx=ctx, device=device)
+               settings=settings, ctx=ctx, device=device,
+               augment=None if augment is None else augment_with_teacher(augment, teacher, device=device))
 
 
-__all__ = ["DistillSettings", "DistillationObjective", "distill", "teacher_outputs"]
+__all__ = ["DistillSettings", "DistillationObjective", "augment_with_teacher", "distill", "pack_targets",
+           "teacher_outputs"]

@@ -7,7 +7,8 @@ the ordinary stage (:func:`modelyard.train.run`) with these differences, all mad
 called from a few marked places in the stage and the loop:
 
 - the process group: gloo on CPU, NCCL on CUDA (:func:`setup`), one CUDA device per local rank;
-- the model is wrapped in DistributedDataParallel (:func:`wrap_model`); on CUDA, batch norm
+- the model is wrapped in DistributedDataParallel (:func:`wrap_model`), or sharded with FSDP
+  when ``train.parallel: fsdp`` (``train/fsdp.py``); on CUDA, batch norm
   becomes SyncBatchNorm (gloo has no SyncBatchNorm, so on CPU each rank normalises with the
   statistics of its own share of the batch, as plain DDP does);
 - the sampler: every rank draws the same seeded permutation and takes the strided share
@@ -50,6 +51,8 @@ from modelyard.config.recipe import Recipe
 from modelyard.core.errors import ConfigError, TrainingError, YardError
 from modelyard.core.refs import DatasetRef, ModelRef
 from modelyard.store.context import MetricLogger, RunContext
+from modelyard.train import fsdp
+from modelyard.train.checkpoint import weights_copy
 
 log = logging.getLogger("modelyard.train")
 JOB_FILE = "job.json"
@@ -110,17 +113,23 @@ def teardown() -> None:
         torch.distributed.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """(the module to save, the module to train): DDP around it in a world of several processes.
+def wrap_model(model: nn.Module, device: torch.device, parallel: str = "ddp") -> tuple[nn.Module, nn.Module]:
+    """(the module to save, the module to train): DDP around it, or FSDP shards, in a world of several processes.
 
     The optimizer is built on the first one's parameters: the DDP wrapper shares them. On
     CUDA, batch norm layers become SyncBatchNorm first (so statistics cover the global batch);
-    the state dict keys stay those of BatchNorm.
+    the state dict keys stay those of BatchNorm. ``parallel="fsdp"`` shards the module in
+    place (``train/fsdp.py``): both entries are then the same, sharded module, and the
+    optimizer must be built after this call.
     """
     if world().size <= 1:
         return model, model
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if parallel == "fsdp":
+        sharded = fsdp.shard(model)
+        return sharded, sharded
+    if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return model, nn.parallel.DistributedDataParallel(model, device_ids=[index])
     return model, nn.parallel.DistributedDataParallel(model)
@@ -129,6 +138,32 @@ def wrap_model(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Mo
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or ``model`` itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights: the full state on rank 0 and ``{}`` elsewhere under FSDP (a collective)."""
+    if fsdp.is_sharded(model):
+        return fsdp.full_model_state(model)
+    return weights_copy(model)
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put back what :func:`model_state` gave (under FSDP rank 0 broadcasts it: a collective)."""
+    if fsdp.is_sharded(model):
+        fsdp.load_full_model_state(model, state, from_rank0=True)
+    else:
+        model.load_state_dict(state)
+
+
+def gathered_state(model: nn.Module, optimizer: torch.optim.Optimizer
+                   ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
+    """Full model and optimizer states for a checkpoint of a sharded model (None, None otherwise).
+
+    Under FSDP every rank must call it (the states are gathered onto rank 0).
+    """
+    if not fsdp.is_sharded(model):
+        return None, None
+    return fsdp.full_model_state(model), fsdp.full_optimizer_state(model, optimizer)
 
 
 def check_batches(rows: int, batch_size: int) -> None:

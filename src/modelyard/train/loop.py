@@ -39,7 +39,7 @@ from modelyard.config.train import EarlyStoppingConfig, GuardConfig
 from modelyard.core.errors import ConfigError, TrainingError
 from modelyard.store.context import RunContext
 from modelyard.train import distributed
-from modelyard.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, weights_copy
+from modelyard.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from modelyard.train.monitor import ResourceMonitor, count_train_flops, peak_flops_for
 from modelyard.train.objectives import Objective
 from modelyard.train.optim import Schedule, decay_split
@@ -367,10 +367,13 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
         assert checkpoint_dir is not None
         last_checkpoint = time.perf_counter()
         consecutive = 0
+        # Under FSDP every rank takes part in gathering the full state onto rank 0 (else: None, None).
+        model_state, optimizer_state = distributed.gathered_state(model, optimizer)
         if not distributed.is_main():
             return  # rank 0 writes; every rank reads the same folder on rollback/resume
         save_checkpoint(checkpoint_dir, step, model=model, optimizer=optimizer, best_state=best_state,
-                        loop_state=loop_state(), keep=settings.checkpoint_keep)
+                        loop_state=loop_state(), keep=settings.checkpoint_keep, model_state=model_state,
+                        optimizer_state=optimizer_state)
 
     if resume_from is not None:
         restore(resume_from)
@@ -504,7 +507,7 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
                 score = value if mode == "max" else -value
                 if best_score is None or score > best_score + min_delta:
                     best_score, best_step, best_valid, bad_validations = score, step, row, 0
-                    best_state = weights_copy(model)
+                    best_state = distributed.model_state(model)  # FSDP: gathered on rank 0
                 else:
                     bad_validations += 1
                 ctx.pruning.report(validations, score)
@@ -524,7 +527,7 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
             break
     ctx.progress.stop()
     if best_state is not None:
-        model.load_state_dict(best_state)
+        distributed.load_model_state(model, best_state)
     ctx.metrics.flush()
     best_epoch = math.ceil(best_step / steps_per_epoch) if best_step else 0
     return FitResult(steps=step, best_epoch=best_epoch, best_valid=best_valid, history=history,

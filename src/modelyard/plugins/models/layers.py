@@ -9,11 +9,17 @@ from torch import nn
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a faster CPU training path; identical behaviour elsewhere.
 
-    On CPU, ``torch``'s dropout draws its mask with ``bernoulli_``, which is about twice as
-    slow as drawing a uniform tensor and comparing it with ``p``; with ten dropout sites in
-    a 4-layer encoder that is ~5% of a training step. The result has the same distribution
-    (keep with probability ``1 - p``, scale kept values by ``1 / (1 - p)``), only another
-    random stream. On CUDA (and other devices) the fused kernel of ``nn.Dropout`` is used.
+    On CPU, ``torch``'s dropout draws one float per element with ``bernoulli_``; drawing
+    64-bit random words and reading each as four 16-bit lanes needs a quarter of the
+    generator calls and is ~2.5x faster than even ``rand_like`` (~5x faster than
+    ``bernoulli_``). With ten dropout sites in a 4-layer encoder that is ~5% of a
+    training step (``benchmarks/train_encoder_vs_hf.py``). An element is kept when its
+    lane is at or above a threshold, so ``p`` is rounded to a multiple of 1/65536 (an error
+    below 8e-6) and kept values are scaled by ``1 / (1 - p_rounded)``: the same
+    distribution as ``nn.Dropout`` (keep with probability ``1 - p``, expectation
+    unchanged), only another random stream, drawn from torch's seeded CPU generator so
+    runs repeat and resume bit for bit. On CUDA (and other devices) the fused kernel of
+    ``nn.Dropout`` is used.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -21,10 +27,30 @@ class Dropout(nn.Dropout):
             return x
         if x.device.type != "cpu" or self.inplace:
             return super().forward(x)
-        if self.p >= 1.0:
+        keep, kept_share = keep_mask(x, self.p)
+        if kept_share <= 0.0:
             return x * 0.0
-        keep = torch.rand_like(x) >= self.p  # bool, same shape as x: the only tensor kept for backward
-        return torch.where(keep, x, 0.0) * (1.0 / (1.0 - self.p))
+        # ``x * keep * scale`` in one fused pass; its autograd formula is the same one-pass
+        # kernel on the gradient, with only the bool mask saved (``where`` then ``*`` took two
+        # passes each way).
+        return torch.ops.aten.native_dropout_backward(x, keep, 1.0 / kept_share)
+
+
+_LANE_VALUES = 1 << 16  # a 16-bit lane takes this many values
+
+
+def keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    """A random boolean mask shaped like ``x`` that is True with probability ``1 - p``.
+
+    Returns the mask and the exact keep probability (``p`` rounded to a multiple of
+    1/65536). Each int64 draw of the CPU generator gives four independent, uniform
+    16-bit lanes (checked lane by lane in the tests).
+    """
+    dropped = min(max(round(p * _LANE_VALUES), 0), _LANE_VALUES)
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(1 << 63), None)
+    lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform over [-32768, 32767]
+    return lanes >= dropped - _LANE_VALUES // 2, 1.0 - dropped / _LANE_VALUES
 
 
 def masked_mean(hidden: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -39,4 +65,4 @@ def masked_mean(hidden: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-__all__ = ["Dropout", "masked_mean"]
+__all__ = ["Dropout", "keep_mask", "masked_mean"]

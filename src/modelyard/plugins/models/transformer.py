@@ -8,7 +8,7 @@ Efficiency notes (the model is benchmarked against HF ``BertModel`` in
 ``benchmarks/train_encoder_vs_hf.py``):
 
 - q, k and v come from one fused ``Linear(C, 3C)``: one GEMM instead of three, and the
-  per-head tensors are strided views of its output (no copies).
+  per-head tensors are strided views of its output (no copies, forward or backward).
 - attention is ``torch.nn.functional.scaled_dot_product_attention``, which picks the
   fused (flash / memory-efficient) kernel for the device; the padding mask is a
   broadcast ``(B, 1, 1, T)`` boolean, never materialised as ``(B, H, T, T)``.
@@ -60,8 +60,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, T, C); ``attn_mask`` (B, 1, 1, T) bool, True = may be attended to."""
         batch, length, width = x.shape
-        # (B, T, 3C) -> (B, T, 3, H, Dh) -> (3, B, H, T, Dh): a view, then three strided views.
-        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, T, 3C) -> three (B, T, C) slices -> (B, H, T, Dh) strided views: no copies. Splitting
+        # the last dim (rather than viewing (B, T, 3, H, Dh) and unbinding) makes the backward a
+        # single ``cat`` into the (B, T, 3C) gradient, not a stack followed by a contiguous copy.
+        q, k, v = (part.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+                   for part in self.qkv(x).split(width, dim=-1))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
                                            dropout_p=self.attention_dropout if self.training else 0.0)  # (B, H, T, Dh)
         # The fused kernels return (B, H, T, Dh) as a transposed view of a (B, T, H, Dh) buffer,
