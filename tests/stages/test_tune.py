@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,13 @@ def test_time_budget_stops_cleanly(store: Store) -> None:
     recipe = _recipe({"n_trials": None, "timeout_s": 1.5, "pruner": "none", "space": {"train.optimizer.lr": LR}})
     dataset = _dataset(store, recipe)
     # No trial budget: only the clock ends this search (returning at all is the first check).
-    result = _search(store, recipe, dataset)
+    try:
+        result = _search(store, recipe, dataset)
+    except TrainingError as exc:
+        # On a loaded machine even the first trial outlives 1.5 s: the clock stops it (pruned,
+        # not failed) and the search says no trial completed. That is a clean stop too.
+        assert re.search(r"no trial of study 'tiny-iris' completed \(0 failed, [1-9]\d* pruned\)", exc.message)
+        return
     trials = sorted(result.trials, key=lambda r: r["number"])
     assert trials and all(r["state"] in ("complete", "pruned") for r in trials)
     # A running trial finishes, but none starts after the budget is spent: the trials before
