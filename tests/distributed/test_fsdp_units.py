@@ -1,4 +1,4 @@
-"""``train/fsdp.py`` in one process: a one-rank gloo group is enough to check what is sharded and the state round trip."""
+"""``train/fsdp.py`` in one process: a one-rank gloo group shows what is sharded and the state round trip."""
 
 from __future__ import annotations
 
