@@ -57,9 +57,9 @@ from modelyard.runtime.package import (
 )
 from modelyard.runtime.quantized import save_quantized
 from modelyard.store.context import RunContext
-from modelyard.train import array_split, pick_device, text_split
+from modelyard.train import array_split, online_augment, pick_device, text_split
 from modelyard.train.distill import DistillSettings, distill
-from modelyard.train.loop import LoopSettings, TensorData, fit, seed_everything
+from modelyard.train.loop import BatchAugment, LoopSettings, TensorData, fit, seed_everything
 from modelyard.train.objectives import build_objective
 from modelyard.train.optim import build_optimizer, build_schedule
 
@@ -327,6 +327,12 @@ def _export_example(held: TensorData) -> tuple[torch.Tensor, ...]:
     return example
 
 
+def _augment(recipe: Recipe, dataset: Dataset, parent: LoadedModel) -> BatchAugment | None:
+    """The recipe's online augmentation for re-training a variant (as in training: train split only)."""
+    tokenizer = model_tokenizer(parent) if dataset.schema.modality == "text" else None
+    return online_augment(recipe, dataset, tokenizer)
+
+
 def _fine_tune(module: nn.Module, variant: PruneVariant, recipe: Recipe, parent: LoadedModel, dataset: Dataset, *,
                ctx: RunContext) -> dict[str, float]:
     device = pick_device(recipe.train.device)
@@ -341,7 +347,7 @@ def _fine_tune(module: nn.Module, variant: PruneVariant, recipe: Recipe, parent:
                             seed=recipe.seed, task=recipe.task, monitor=False)
     result = fit(module, train=train, valid=valid, objective=objective, optimizer=optimizer,
                  make_schedule=lambda total, per_epoch: build_schedule(optimizer, schedule, total, per_epoch),
-                 settings=settings, ctx=ctx, device=device)
+                 settings=settings, ctx=ctx, device=device, augment=_augment(recipe, dataset, parent))
     module.to("cpu").eval()
     return {"fine_tune_steps": result.steps, **{f"fine_tune_{k}": v for k, v in result.best_valid.items()}}
 
@@ -385,7 +391,8 @@ def _distill(variant: DistillVariant, recipe: Recipe, parent: LoadedModel, datas
                             seed=recipe.seed, task=recipe.task, monitor=False)
     result = distill(student, teacher, train=train, valid=valid, settings=settings,
                      distill_settings=DistillSettings(temperature=variant.temperature, alpha=variant.alpha,
-                                                      lr=variant.lr), ctx=ctx, device=device)
+                                                      lr=variant.lr), ctx=ctx, device=device,
+                     augment=_augment(recipe, dataset, parent))
     teacher.to("cpu")
     student.to("cpu").eval()
     save_model(folder, student, spec)
