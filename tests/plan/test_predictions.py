@@ -12,6 +12,12 @@ Both sides run under the same conditions: the recipe's precision, one thread per
 calibration's ``process_time`` per step, and the run's logged step wall time × the monitor's
 CPU share. Wall time on this shared machine swings by 10x with other people's load; CPU
 time of a one-thread process does not. Slow: two fresh processes per recipe.
+
+CPU time still moves with the neighbours' load (shared caches, frequency): on a loaded CI
+machine one measurement came in at 1.42x. So a step-time ratio outside the band is measured
+again, plan and run both, up to ``_ATTEMPTS`` times; the test fails only when every attempt
+is outside. A model that is wrong is wrong every time; a noisy neighbour rarely is three
+times in a row. Memory is asserted on every attempt (peak RSS does not depend on load).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pytest
 
 from modelyard import data as data_stage
 from modelyard.config.loader import load_recipe
+from modelyard.core.refs import DatasetRef
 from modelyard.data.artifact import open_dataset
 from modelyard.plan import make_plan
 from modelyard.store import open_store
@@ -54,20 +61,20 @@ def _cpu_per_step(run_id: str) -> list[float]:
 _KNOWN_OFF = {"text-encoder": "step-time prediction 0.57x measured since the FLOP count left the first step"}
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=False, reason=_KNOWN_OFF[p.stem]))
-                                  if p.stem in _KNOWN_OFF else p for p in CASES], ids=[p.stem for p in CASES])
-def test_plan_predicts_peak_memory_and_step_time(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    overrides = ["train.epochs=1", "train.log_every_steps=2"]   # the loop's bookkeeping shared by 2 steps
-    recipe = load_recipe(path, overrides)
+_ATTEMPTS = 3
+
+
+def _measure(path: Path, ref: DatasetRef, recipe_overrides: list[str], tmp_path: Path,
+             attempt: int) -> tuple[float, float]:
+    """Plan, then train in a fresh process; the (memory, step-time) ratios measured / predicted."""
+    recipe = load_recipe(path, recipe_overrides)
     with open_store() as store:
-        with stage_run(store, kind="data", name=recipe.name, config={}) as ctx:
-            ref = data_stage.run(recipe, ctx=ctx)
-        plan = make_plan(recipe, open_dataset(store, ref), budget="16GB", steps=8, keep_precision=True)
+        plan = make_plan(recipe, open_dataset(store, ref), budget="16GB", steps=8,
+                         keep_precision=True)
     assert plan.step_cpu_seconds is not None
-    args = [sys.executable, "-m", "modelyard.cli.__main__", "train", str(path), "--dataset", ref.id, *overrides,
+    args = [sys.executable, "-m", "modelyard.cli.__main__", "train", str(path), "--dataset", ref.id, *recipe_overrides,
             f"train.batch_size={plan.batch_size}", f"train.grad_accumulation={plan.grad_accumulation}"]
-    log = tmp_path / "train.log"
+    log = tmp_path / f"train-{attempt}.log"
     with log.open("w") as err:
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -80,8 +87,28 @@ def test_plan_predicts_peak_memory_and_step_time(path: Path, monkeypatch: pytest
     assert len(steps) >= 2
     memory_ratio = peak_mb / plan.memory_mb["total"]
     step_ratio = statistics.median(steps) / plan.step_cpu_seconds
-    print(f"{path.stem}: peak {peak_mb:.0f} MB / predicted {plan.memory_mb['total']:.0f} MB = {memory_ratio:.3f}; "
-          f"step {statistics.median(steps) * 1000:.1f} ms CPU / predicted {plan.step_cpu_seconds * 1000:.1f} ms "
-          f"= {step_ratio:.3f} (wall: best {plan.step_seconds * 1000 if plan.step_seconds else 0:.1f} ms predicted)")
-    assert 0.8 <= memory_ratio <= 1.2
-    assert 0.7 <= step_ratio <= 1.3
+    print(f"{path.stem} (attempt {attempt}): peak {peak_mb:.0f} MB / predicted {plan.memory_mb['total']:.0f} MB "
+          f"= {memory_ratio:.3f}; step {statistics.median(steps) * 1000:.1f} ms CPU / predicted "
+          f"{plan.step_cpu_seconds * 1000:.1f} ms = {step_ratio:.3f} "
+          f"(wall: best {plan.step_seconds * 1000 if plan.step_seconds else 0:.1f} ms predicted)")
+    return memory_ratio, step_ratio
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=False, reason=_KNOWN_OFF[p.stem]))
+                                  if p.stem in _KNOWN_OFF else p for p in CASES], ids=[p.stem for p in CASES])
+def test_plan_predicts_peak_memory_and_step_time(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    overrides = ["train.epochs=1", "train.log_every_steps=2"]   # the loop's bookkeeping shared by 2 steps
+    recipe = load_recipe(path, overrides)
+    with open_store() as store:
+        with stage_run(store, kind="data", name=recipe.name, config={}) as ctx:
+            ref = data_stage.run(recipe, ctx=ctx)
+    step_ratios = []
+    for attempt in range(1, _ATTEMPTS + 1):
+        memory_ratio, step_ratio = _measure(path, ref, overrides, tmp_path, attempt)
+        assert 0.8 <= memory_ratio <= 1.2
+        step_ratios.append(step_ratio)
+        if 0.7 <= step_ratio <= 1.3:
+            return
+    pytest.fail(f"{path.stem}: step time / prediction outside [0.7, 1.3] in all {_ATTEMPTS} attempts: "
+                + ", ".join(f"{r:.3f}" for r in step_ratios))

@@ -136,9 +136,12 @@ def save_checkpoint(root: Path, step: int, *, model: nn.Module, optimizer: torch
         save_safetensors_model(model, str(tmp / MODEL))
     else:
         save_file(model_state, str(tmp / MODEL))
-    best = best_state if best_state is not None else (model_state or weights_copy(model))
-    save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / BEST))
-    opt_tensors, opt_plain = _split_optimizer_state(optimizer_state or optimizer.state_dict())
+    if best_state is None:  # none validated yet: the live weights
+        best_state = weights_copy(model) if model_state is None else model_state
+    save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / BEST))
+    if optimizer_state is None:
+        optimizer_state = optimizer.state_dict()
+    opt_tensors, opt_plain = _split_optimizer_state(optimizer_state)
     save_file(opt_tensors, str(tmp / OPTIMIZER))
     rng_tensors, rng_plain = rng_state()
     save_file(rng_tensors, str(tmp / RNG))

@@ -53,7 +53,13 @@ def shard(model: nn.Module) -> nn.Module:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    """True when ``model`` was sharded by :func:`shard`."""
+    """True when ``model`` was sharded by :func:`shard`.
+
+    Without a process group nothing can be sharded: one-process runs answer without
+    importing ``torch.distributed.fsdp``.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
     return isinstance(model, _api().FSDPModule)
 
 
