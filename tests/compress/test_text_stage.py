@@ -40,7 +40,7 @@ compress:
   budget: {{metric: accuracy, max_drop: 5.0}}
   variants:
     - {{method: int8-dynamic}}
-    - {{method: prune-structured, sparsity: 0.5, fine_tune_epochs: 2}}
+    - {{method: prune-structured, sparsity: 0.5, head_sparsity: 0.5, fine_tune_epochs: 2}}
     - {{method: onnx}}
     - {{method: int8-static}}
 """
@@ -69,6 +69,7 @@ def test_text_encoder_variants(store: Store, tmp_path: Path) -> None:
     assert by_name["int8-dynamic"].status == "accepted"
     pruned = by_name["prune-structured"]
     assert pruned.details["kwargs"]["d_ff"] == 64  # 4 x 32 feed-forward units, half kept
+    assert (pruned.details["kwargs"]["heads"], pruned.details["kwargs"]["head_dim"]) == (2, 8)  # of 4 heads of 8
     for variant in result.variants:
         if variant.artifact:  # every stored text variant carries the parent's tokenizer
             loaded = load_model(store, ModelRef(id=variant.artifact))

@@ -26,7 +26,13 @@ from torch import nn
 from modelyard.compress.export import onnx_variant
 from modelyard.compress.gate import metric_drop, score, within_budget
 from modelyard.compress.measure import folder_bytes, median_ms, parameter_count
-from modelyard.compress.prune import STRUCTURED, magnitude_prune, make_permanent, structured_prune, weight_sparsity
+from modelyard.compress.prune import (
+    check_structured,
+    magnitude_prune,
+    make_permanent,
+    structured_prune,
+    weight_sparsity,
+)
 from modelyard.compress.quantize import check_dynamic, check_static, dynamic_variant, static_variant
 from modelyard.config.compress import (
     CompressConfig,
@@ -201,10 +207,8 @@ def _check_applicable(cfg: CompressConfig, parent: LoadedModel) -> None:
                 check_static(parent.module, variant.skip)
             elif isinstance(variant, Int8DynamicVariant):
                 check_dynamic(parent.module, variant.layers)
-            elif (isinstance(variant, PruneVariant) and variant.method == "prune-structured"
-                  and plugin not in STRUCTURED):
-                raise ConfigError(f"structured pruning does not support model {plugin!r} (supported: "
-                                  f"{', '.join(sorted(STRUCTURED))})", hint="use prune-magnitude or distill")
+            elif isinstance(variant, PruneVariant) and variant.method == "prune-structured":
+                check_structured(plugin, variant.head_sparsity)
             elif isinstance(variant, DistillVariant):
                 student_spec(parent.spec, variant.student)
         except ConfigError as exc:
@@ -364,7 +368,9 @@ def _prune(variant: PruneVariant, recipe: Recipe, parent: LoadedModel, dataset: 
             make_permanent(module)
         details["weight_sparsity"] = round(weight_sparsity(module), 4)
     else:
-        module, spec = structured_prune(parent.module, spec, variant.sparsity, build_from_spec)
+        module, spec = structured_prune(parent.module, spec, variant.sparsity, build_from_spec,
+                                        head_sparsity=variant.head_sparsity)
+        details["head_sparsity"] = variant.head_sparsity
         if variant.fine_tune_epochs:
             details |= _fine_tune(module, variant, recipe, parent, dataset, ctx=ctx)
         details["kwargs"] = {k: v for k, v in spec["kwargs"].items() if parent.spec["kwargs"].get(k) != v}

@@ -14,10 +14,14 @@ changed) that any runtime loads:
 | ``mlp``               | hidden neurons (L2 norm of in × out weights)   | ``hidden``       |
 | ``cnn``               | channels of every stage, inner and outer (BN γ) | ``channels``   |
 | ``transformer-encoder`` | feed-forward units of every block (‖W₁ row‖·‖W₂ col‖) | ``d_ff`` |
+| ``transformer-encoder`` | attention heads of every block (``head_sparsity``) | ``heads``, ``head_dim`` |
 
-Attention heads are not removed: the encoder's fused QKV projection ties the head count
-to ``d_model`` (one ``heads`` value for all blocks), so a model with fewer heads in some
-blocks cannot be rebuilt from the plugin's arguments. Other plugins raise a clear error.
+Heads: every block keeps the same number of heads (the plugin has one ``heads`` value), but
+each block keeps its own most important ones, scored by ‖W_v rows of the head‖·‖W_o
+columns of the head‖ (the path the head's output takes into the residual stream). Head
+width ``head_dim`` is kept, so the attention width ``heads × head_dim`` shrinks below
+``d_model`` while the residual width stays. A pruned model computes exactly what the
+parent computes with those heads' outputs zeroed (tested). Other plugins raise a clear error.
 """
 
 from __future__ import annotations
@@ -156,6 +160,30 @@ def _structured_cnn(state: dict[str, torch.Tensor], kwargs: dict[str, Any], spar
     return state, {**kwargs, "channels": widths}
 
 
+def _encoder_heads(state: dict[str, torch.Tensor], kwargs: dict[str, Any], head_sparsity: float
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    # blocks.j.attn.qkv: Linear(C, 3A) rows [q | k | v], each H heads of Dh; blocks.j.attn.proj: Linear(A, C).
+    state = dict(state)
+    blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("blocks.") and ".attn.qkv.weight" in k})
+    heads = int(kwargs.get("heads", 4))
+    inner = state[f"blocks.{blocks[0]}.attn.proj.weight"].shape[1]
+    head_dim = inner // heads
+    k = _keep(heads, head_sparsity)
+    for j in blocks:
+        qkv_w, qkv_b = state[f"blocks.{j}.attn.qkv.weight"], state[f"blocks.{j}.attn.qkv.bias"]  # (3A, C), (3A,)
+        proj = state[f"blocks.{j}.attn.proj.weight"]                                             # (C, A)
+        v_rows = qkv_w[2 * inner:].reshape(heads, head_dim, -1)
+        out_cols = proj.reshape(proj.shape[0], heads, head_dim)
+        score = v_rows.flatten(1).norm(dim=1) * out_cols.transpose(0, 1).flatten(1).norm(dim=1)  # (H,)
+        kept = _top(score, k)
+        units = (kept[:, None] * head_dim + torch.arange(head_dim)).flatten()                     # (k * Dh,)
+        rows = torch.cat([units + part * inner for part in range(3)])
+        state[f"blocks.{j}.attn.qkv.weight"] = qkv_w[rows]
+        state[f"blocks.{j}.attn.qkv.bias"] = qkv_b[rows]
+        state[f"blocks.{j}.attn.proj.weight"] = proj[:, units]
+    return state, {**kwargs, "heads": k, "head_dim": head_dim}
+
+
 def _structured_encoder(state: dict[str, torch.Tensor], kwargs: dict[str, Any], sparsity: float
                         ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     # blocks.j.mlp.0: Linear(C, d_ff); blocks.j.mlp.2: Linear(d_ff, C). One d_ff for every block.
@@ -178,10 +206,27 @@ STRUCTURED: dict[str, Callable[[dict[str, torch.Tensor], dict[str, Any], float],
     "cnn": _structured_cnn,
     "transformer-encoder": _structured_encoder,
 }
+HEADS = frozenset({"transformer-encoder"})
+
+
+def check_structured(plugin: str, head_sparsity: float = 0.0) -> None:
+    """Refuse a plugin that structured pruning (or head pruning) does not support.
+
+    Raises:
+        ConfigError: names the plugin and what is supported.
+    """
+    if plugin not in STRUCTURED:
+        raise ConfigError(f"structured pruning does not support model {plugin!r} (supported: "
+                          f"{', '.join(sorted(STRUCTURED))})", where="compress.variants[].method",
+                          hint="use prune-magnitude or distill for this model")
+    if head_sparsity and plugin not in HEADS:
+        raise ConfigError(f"head pruning needs attention heads; model {plugin!r} has none "
+                          f"(supported: {', '.join(sorted(HEADS))})", where="compress.variants[].head_sparsity")
 
 
 def structured_prune(module: nn.Module, spec: dict[str, Any], sparsity: float,
-                     build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+                     build: Callable[[dict[str, Any]], nn.Module], *, head_sparsity: float = 0.0
+                     ) -> tuple[nn.Module, dict[str, Any]]:
     """A smaller model of the same plugin holding the most important ``1 - sparsity`` of each layer's units.
 
     Args:
@@ -189,6 +234,8 @@ def structured_prune(module: nn.Module, spec: dict[str, Any], sparsity: float,
         spec: its spec (``plugin``, ``kwargs``).
         sparsity: fraction of units removed, in [0, 1).
         build: builds a module from a spec (``runtime.build_from_spec``).
+        head_sparsity: fraction of each block's attention heads removed, in [0, 1)
+            (``transformer-encoder`` only; at least one head stays).
 
     Returns:
         (the pruned module, its spec with the smaller ``kwargs``).
@@ -197,18 +244,18 @@ def structured_prune(module: nn.Module, spec: dict[str, Any], sparsity: float,
         ConfigError: the plugin has no structured pruning, or a bad sparsity.
     """
     check_sparsity(sparsity)
+    check_sparsity(head_sparsity)
     plugin = spec["plugin"]
-    if plugin not in STRUCTURED:
-        raise ConfigError(f"structured pruning does not support model {plugin!r} (supported: "
-                          f"{', '.join(sorted(STRUCTURED))})", where="compress.variants[].method",
-                          hint="use prune-magnitude or distill for this model")
+    check_structured(plugin, head_sparsity)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     new_state, new_kwargs = STRUCTURED[plugin](state, dict(spec["kwargs"]), sparsity)
+    if head_sparsity:
+        new_state, new_kwargs = _encoder_heads(new_state, new_kwargs, head_sparsity)
     new_spec = {**spec, "kwargs": new_kwargs}
     pruned = build(new_spec)
     pruned.load_state_dict(new_state, strict=True)
     return pruned.eval(), new_spec
 
 
-__all__ = ["STRUCTURED", "check_sparsity", "magnitude_prune", "make_permanent", "structured_prune",
-           "weight_sparsity"]
+__all__ = ["HEADS", "STRUCTURED", "check_sparsity", "check_structured", "magnitude_prune", "make_permanent",
+           "structured_prune", "weight_sparsity"]

@@ -67,12 +67,15 @@ class Int8StaticVariant(_Variant):
 
 
 class PruneVariant(_Variant):
-    """Magnitude (unstructured) or structured (neurons / channels) pruning to a target sparsity."""
+    """Magnitude (unstructured) or structured (neurons / channels / heads) pruning to a target sparsity."""
 
     method: Literal["prune-magnitude", "prune-structured"] = Field(
         description="prune-magnitude zeroes the smallest weights; prune-structured removes whole neurons / "
                     "channels / feed-forward units so tensors really shrink.")
     sparsity: float = Field(default=0.5, description="Fraction of weights (or units) removed, in [0, 1).")
+    head_sparsity: float = Field(
+        default=0.0, description="prune-structured of a transformer-encoder: fraction of each block's attention heads "
+                                 "removed, in [0, 1) (at least one stays); 0 keeps every head.")
     fine_tune_epochs: int = Field(default=0, ge=0, description="Epochs of fine-tuning after pruning (0: none).")
     lr: float = Field(default=1e-3, gt=0, description="Learning rate of the fine-tune.")
     batch_size: int = Field(default=64, ge=1, description="Batch size of the fine-tune.")
@@ -81,6 +84,10 @@ class PruneVariant(_Variant):
     def _sparsity_range(self) -> PruneVariant:
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if not 0.0 <= self.head_sparsity < 1.0:
+            raise ValueError(f"head_sparsity must be in [0, 1), got {self.head_sparsity}")
+        if self.head_sparsity and self.method != "prune-structured":
+            raise ValueError("head_sparsity applies to prune-structured only (magnitude pruning keeps every head)")
         return self
 
 

@@ -39,37 +39,49 @@ class SelfAttention(nn.Module):
 
     Args:
         d_model: model width C.
-        heads: number of heads H (``C % H == 0``).
+        heads: number of heads H.
+        head_dim: width Dh of one head; None = ``C // H`` (then ``C % H == 0``). The
+            attention width ``A = H * Dh`` may differ from C: structured pruning removes
+            whole heads and keeps Dh (``compress/prune.py``).
         dropout: dropout on the output projection (residual branch).
         attention_dropout: dropout on the attention probabilities (training only).
         causal: mask future positions (decoder); then no padding mask is taken.
     """
 
-    def __init__(self, d_model: int, heads: int, *, dropout: float, attention_dropout: float,
-                 causal: bool) -> None:
+    def __init__(self, d_model: int, heads: int, *, head_dim: int | None = None, dropout: float,
+                 attention_dropout: float, causal: bool) -> None:
         super().__init__()
-        if d_model % heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        if heads < 1:
+            raise ValueError(f"heads must be at least 1, got {heads}")
+        if head_dim is None:
+            if d_model % heads:
+                raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+            head_dim = d_model // heads
+        elif head_dim < 1:
+            raise ValueError(f"head_dim must be at least 1, got {head_dim}")
         self.heads = heads
+        self.head_dim = head_dim
         self.causal = causal
         self.attention_dropout = attention_dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        inner = heads * head_dim
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.proj = nn.Linear(inner, d_model)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, T, C); ``attn_mask`` (B, 1, 1, T) bool, True = may be attended to."""
-        batch, length, width = x.shape
-        # (B, T, 3C) -> three (B, T, C) slices -> (B, H, T, Dh) strided views: no copies. Splitting
+        batch, length, _ = x.shape
+        inner = self.heads * self.head_dim
+        # (B, T, 3A) -> three (B, T, A) slices -> (B, H, T, Dh) strided views: no copies. Splitting
         # the last dim (rather than viewing (B, T, 3, H, Dh) and unbinding) makes the backward a
-        # single ``cat`` into the (B, T, 3C) gradient, not a stack followed by a contiguous copy.
-        q, k, v = (part.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
-                   for part in self.qkv(x).split(width, dim=-1))
+        # single ``cat`` into the (B, T, 3A) gradient, not a stack followed by a contiguous copy.
+        q, k, v = (part.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+                   for part in self.qkv(x).split(inner, dim=-1))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
                                            dropout_p=self.attention_dropout if self.training else 0.0)  # (B, H, T, Dh)
         # The fused kernels return (B, H, T, Dh) as a transposed view of a (B, T, H, Dh) buffer,
-        # so transposing back is contiguous and the reshape to (B, T, C) copies nothing.
-        y = y.transpose(1, 2).reshape(batch, length, width)
+        # so transposing back is contiguous and the reshape to (B, T, A) copies nothing.
+        y = y.transpose(1, 2).reshape(batch, length, inner)
         return self.dropout(self.proj(y))
 
 
@@ -80,17 +92,18 @@ class TransformerBlock(nn.Module):
         d_model: model width C.
         heads: attention heads.
         d_ff: hidden width of the MLP.
+        head_dim: width of one head (None: ``d_model // heads``).
         dropout: dropout on both residual branches.
         attention_dropout: dropout on attention probabilities.
         causal: decoder-style causal attention.
     """
 
     def __init__(self, d_model: int, heads: int, d_ff: int, *, dropout: float, attention_dropout: float,
-                 causal: bool) -> None:
+                 causal: bool, head_dim: int | None = None) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, heads, dropout=dropout, attention_dropout=attention_dropout,
-                                  causal=causal)
+        self.attn = SelfAttention(d_model, heads, head_dim=head_dim, dropout=dropout,
+                                  attention_dropout=attention_dropout, causal=causal)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model), Dropout(dropout))
 
@@ -108,7 +121,8 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(self, *, vocab_size: int, max_length: int, num_outputs: int, d_model: int, layers: int,
-                 heads: int, d_ff: int, dropout: float, attention_dropout: float, pooling: Pooling) -> None:
+                 heads: int, d_ff: int, dropout: float, attention_dropout: float, pooling: Pooling,
+                 head_dim: int | None = None) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
@@ -118,7 +132,8 @@ class TransformerEncoder(nn.Module):
         self.pos_emb = nn.Embedding(max_length, d_model)
         self.emb_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(d_model, heads, d_ff, dropout=dropout, attention_dropout=attention_dropout, causal=False)
+            TransformerBlock(d_model, heads, d_ff, dropout=dropout, attention_dropout=attention_dropout, causal=False,
+                             head_dim=head_dim)
             for _ in range(layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.head_dropout = Dropout(dropout)
@@ -157,7 +172,8 @@ def feed_forward_width(d_model: int, ff_mult: float, d_ff: int | None) -> int:
 @register_model("transformer-encoder", modality="tokens")
 def transformer_encoder(*, vocab_size: int, max_length: int, num_outputs: int, d_model: int = 256,
                         layers: int = 4, heads: int = 4, ff_mult: float = 4.0, d_ff: int | None = None,
-                        dropout: float = 0.1, attention_dropout: float = 0.0, pooling: Pooling = "mean",
+                        head_dim: int | None = None, dropout: float = 0.1, attention_dropout: float = 0.0,
+                        pooling: Pooling = "mean",
                         init: InitScheme = "normal") -> nn.Module:
     """A BERT-like pre-LN transformer encoder with a pooled classification/regression head.
 
@@ -167,9 +183,11 @@ def transformer_encoder(*, vocab_size: int, max_length: int, num_outputs: int, d
         num_outputs: classes (or 1 for regression).
         d_model: model width C.
         layers: number of transformer blocks.
-        heads: attention heads (must divide ``d_model``).
+        heads: attention heads (must divide ``d_model`` unless ``head_dim`` is given).
         ff_mult: MLP width as a multiple of ``d_model`` (ignored when ``d_ff`` is set).
         d_ff: MLP hidden width.
+        head_dim: width of one head; None = ``d_model // heads``. Set by structured pruning of
+            heads (fewer heads of the same width), rarely by hand.
         dropout: dropout on embeddings, residual branches and before the head.
         attention_dropout: dropout on attention probabilities (0 keeps the fused kernel).
         pooling: ``mean`` over valid tokens, or ``cls`` (the first token; pair it with a
@@ -182,7 +200,7 @@ def transformer_encoder(*, vocab_size: int, max_length: int, num_outputs: int, d
     model = TransformerEncoder(vocab_size=vocab_size, max_length=max_length, num_outputs=num_outputs,
                                d_model=d_model, layers=layers, heads=heads,
                                d_ff=feed_forward_width(d_model, ff_mult, d_ff), dropout=dropout,
-                               attention_dropout=attention_dropout, pooling=pooling)
+                               attention_dropout=attention_dropout, pooling=pooling, head_dim=head_dim)
     return init_weights(model, init)
 
 
