@@ -80,5 +80,9 @@ def test_search_on_local_ray(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert all(t["params"]["model.params.hidden"] in ([8], [32]) for t in trials)
     assert sorted(result["runs"]) == [["trial", "finished"]] * 4
     assert result["best"]["model"] == next(t["model"] for t in complete if t["number"] == result["best"]["trial"])
+    # fANOVA importances over the complete trials, as the local search gives (lr always varies).
+    assert set(result["importances"]) <= {"train.optimizer.lr", "model.params.hidden"}
+    if len(complete) >= 2:
+        assert "train.optimizer.lr" in result["importances"]
     # ASHA-stopped trials reported fewer epochs than the 30 of a complete trial.
     assert all(len(t["intermediate"]) < 30 for t in trials if t["state"] == "pruned")

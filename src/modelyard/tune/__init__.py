@@ -114,9 +114,8 @@ def run(recipe: Recipe, data: DatasetRef, *, ctx: RunContext, resume: bool = Fal
     if cfg.backend == "ray":
         from modelyard.tune.ray_backend import search_on_ray
 
-        rows, first_new = search_on_ray(store, recipe, datasets=datasets, search_run_id=ctx.run_id, seed=seed,
-                                        resume=resume)
-        importance: dict[str, float] = {}
+        rows, first_new, importance = search_on_ray(store, recipe, datasets=datasets, search_run_id=ctx.run_id,
+                                                    seed=seed, resume=resume)
         workers = cores  # Ray runs one trial per reserved CPU
     else:
         rows, first_new, importance = _search_with_optuna(store, recipe, datasets=datasets,

@@ -24,6 +24,7 @@ from modelyard.core.errors import ConfigError
 from modelyard.core.refs import DatasetRef
 from modelyard.store.project import Store, open_store
 from modelyard.tune.space import decode_params, suggest, trial_recipe
+from modelyard.tune.study import replayed_importances
 from modelyard.tune.trial import TrialReporter, run_trial
 
 OBJECTIVE = "objective"
@@ -69,8 +70,10 @@ def ray_trial(config: dict[str, Any], payload: dict[str, Any]) -> None:
 
 
 def search_on_ray(store: Store, recipe: Recipe, *, datasets: list[DatasetRef], search_run_id: str, seed: int,
-                  resume: bool) -> tuple[list[dict[str, Any]], int]:
-    """Run the search with Ray Tune; returns (result rows in the local search's format, 0).
+                  resume: bool) -> tuple[list[dict[str, Any]], int, dict[str, float]]:
+    """Run the search with Ray Tune; returns (result rows in the local search's format, 0, importances).
+
+    Importances are fANOVA over the complete trials, as in the local search.
 
     Raises:
         ConfigError: ``resume`` was asked, or Ray is not installed.
@@ -114,7 +117,10 @@ def search_on_ray(store: Store, recipe: Recipe, *, datasets: list[DatasetRef], s
                                       storage_path=str(store.root / "ray"), verbose=0))
     grid = tuner.fit()
     results: list[Any] = [grid[i] for i in range(len(grid))]
-    return [_row(store, cfg, result, index) for index, result in enumerate(results)], 0
+    rows = [_row(store, cfg, result, index) for index, result in enumerate(results)]
+    complete = [(dict(result.config or {}), row["value"]) for result, row in zip(results, rows, strict=True)
+                if row["state"] == "complete" and row["value"] is not None]
+    return rows, 0, replayed_importances(cfg, complete, seed=seed)
 
 
 def _row(store: Store, cfg: TuneConfig, result: Any, index: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from modelyard.config.recipe import Recipe
 from modelyard.config.tune import TuneConfig
 from modelyard.core.errors import ConfigError
 from modelyard.store.project import Store
-from modelyard.tune.space import optuna_grid, space_fingerprint
+from modelyard.tune.space import optuna_grid, space_fingerprint, suggest
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -150,6 +150,23 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                      "duration_s": duration,
                      "intermediate": sorted([int(k), float(v)] for k, v in t.intermediate_values.items())})
     return rows
+
+
+def replayed_importances(cfg: TuneConfig, results: list[tuple[dict[str, Any], float]], *,
+                         seed: int) -> dict[str, float]:
+    """fANOVA importances of complete trials that ran outside an Optuna study of ours (Ray Tune).
+
+    ``results``: (raw parameters as the searcher stored them, objective value) per complete
+    trial. Each is replayed through the space with a ``FixedTrial`` (which records the
+    distributions the space asks for, conditions included) into an in-memory study.
+    """
+    study = optuna.create_study(direction=cfg.direction)
+    for raw, value in results:
+        fixed = optuna.trial.FixedTrial(raw)
+        suggest(fixed, cfg)
+        study.add_trial(optuna.trial.create_trial(params=fixed.params, distributions=fixed.distributions,
+                                                  value=float(value)))
+    return importances(study, seed=seed)
 
 
 def importances(study: optuna.Study, *, seed: int) -> dict[str, float]:
