@@ -178,3 +178,21 @@ def test_serving_loads_int8_and_onnx_variants(compressed: dict[str, Any]) -> Non
     # int8 weights: logits of size ~8 move by ~1%, the predicted classes do not.
     np.testing.assert_allclose(outputs["int8-dynamic"], fp32, rtol=0.05, atol=0.1)
     assert (outputs["int8-dynamic"].argmax(1) == fp32.argmax(1)).all()
+
+
+def test_report_has_the_compression_table_and_plot(compressed: dict[str, Any], tmp_path: Path) -> None:
+    from modelyard.report.compression import variant_rows
+    from modelyard.report.html import render_run_report
+
+    store, result = compressed["store"], compressed["result"]
+    for run_id in (result.run_id, result.stage_runs["compress"]):  # the pipeline's report and the stage's own
+        page = render_run_report(store, run_id, out_dir=tmp_path).read_text()
+        assert "<h2>Compression</h2>" in page and 'alt="compression trade-off"' in page
+        for variant in compressed["summary"]["variants"]:
+            assert f"<td>{variant['name']}</td>" in page
+        assert "<b>rejected</b>" in page and "<b>accepted</b>" in page
+    rows = {r["name"]: r for r in variant_rows(compressed["summary"])}
+    structured = rows["prune-structured"]
+    summary = compressed["summary"]
+    assert structured["smaller"] == summary["parent_size_bytes"] / _variant(compressed, "prune-structured")["size_bytes"]
+    assert structured["smaller"] > 1.5 and rows["parent (fp32)"]["faster_b32"] == 1.0

@@ -10,6 +10,7 @@ from typing import Any
 
 from modelyard.core.atomic import atomic_write_text
 from modelyard.core.errors import StoreError
+from modelyard.report.compression import compression_section
 from modelyard.report.data_quality import data_quality_section
 from modelyard.report.evaluation import evaluation_section
 from modelyard.report.explanation import explanation_section
@@ -153,6 +154,10 @@ def render_run_report(store: Store, run_id: str, *, out_dir: Path | None = None)
     search_run = run if run["kind"] == "tune" else by_kind.get("tune")
     if search_run:
         sections.append(search_section(store, search_run["id"]))
+    compress_run = run if run["kind"] == "compress" else by_kind.get("compress")
+    compressed = (compress_run.get("summary") or {}).get("compress") if compress_run else None
+    if compressed:
+        sections.append(compression_section(compressed))
 
     sections.append(_lineage(store, [run, *[c for c in children if c["id"] != run["id"]]]))
     sections.append("<section><h2>Environment</h2>" + _table([
