@@ -55,11 +55,6 @@ def check_dynamic(module: nn.Module, layers: Iterable[str]) -> None:
     Raises:
         ConfigError: naming the kinds asked for and the model's class.
     """
-    recurrent = [name for name in layers if name in ("lstm", "gru")]
-    if recurrent:
-        # torch packs quantized LSTM/GRU weights into TorchScript objects that only pickle can save.
-        raise ConfigError(f"dynamic int8 of {'/'.join(recurrent)} layers has no pickle-free file format yet",
-                          where="compress.variants[].layers", hint="use layers: [linear], or onnx-int8")
     kinds = tuple(DYNAMIC_LAYERS[name] for name in layers)
     if not any(isinstance(m, kinds) for m in module.modules()):
         raise ConfigError(f"dynamic int8 found no {'/'.join(layers)} layer in {type(module).__name__}: "

@@ -9,6 +9,13 @@ rebuilds the fp32 module from the spec, re-applies the same deterministic transf
 decoded state strictly. Nothing is unpickled, and the file holds int8 weights, so it is
 about 4x smaller than the fp32 one.
 
+Dynamic int8 LSTM/GRU layers keep their weights inside TorchScript ``CellParamsBase``
+objects that only pickle can serialise. For those layers the file holds what the objects
+are made of instead — each ``weight_{ih,hh}_l{k}[_reverse]`` as an int8 tensor with its
+scale and zero point, and each bias in fp32 (``get_weight()`` / ``get_bias()``) — under a
+separate ``rnn`` entry of the layout; loading packs them again with ``set_weight_bias``, the
+same call torch's own ``from_float`` path ends in.
+
 torch 2.13 marks ``torch.ao.quantization`` deprecated in favour of torchao; it still
 works and is what runs int8 kernels on CPU here, so its deprecation warning is silenced
 at the two call sites (see ``docs/compression.md``).
@@ -227,16 +234,66 @@ def _zero_points(stored: torch.Tensor) -> torch.Tensor:
     return stored if stored.is_floating_point() else stored.long()
 
 
+def _quantized_rnns(module: nn.Module) -> dict[str, nn.Module]:
+    """The dynamic int8 LSTM/GRU submodules of ``module`` by qualified name."""
+    from torch.ao.nn.quantized.dynamic import GRU as QGRU
+    from torch.ao.nn.quantized.dynamic import LSTM as QLSTM
+
+    return {name: child for name, child in module.named_modules() if isinstance(child, QLSTM | QGRU)}
+
+
+def encode_rnns(module: nn.Module, state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Take the packed LSTM/GRU cells out of ``state`` (in place) and encode their int8 weights and biases.
+
+    Returns:
+        (tensors, layout ``{module name: {parameter name: entry}}``).
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    layout: dict[str, Any] = {}
+    for name, rnn in _quantized_rnns(module).items():
+        packed = f"{name}._all_weight_values."
+        for key in [k for k in state if k.startswith(packed)]:
+            del state[key]
+        params = {**rnn.get_weight(), **rnn.get_bias()}  # type: ignore[operator]
+        part_tensors, part_layout = encode_state({f"{name}.{k}": v for k, v in params.items()})
+        tensors.update(part_tensors)
+        layout[name] = {key.removeprefix(f"{name}."): entry for key, entry in part_layout.items()}
+    return tensors, layout
+
+
+def decode_rnns(module: nn.Module, tensors: Mapping[str, torch.Tensor], layout: Mapping[str, Any],
+                state: dict[str, Any]) -> None:
+    """Pack the stored LSTM/GRU weights into ``module``'s rebuilt int8 cells and add those cells to ``state``.
+
+    Raises:
+        ArtifactError: a recorded layer that the rebuilt model does not have, or missing parameters.
+    """
+    rnns = _quantized_rnns(module)
+    for name, entries in layout.items():
+        if name not in rnns:
+            raise ArtifactError(f"the quantized weights hold an int8 recurrent layer {name!r} the rebuilt model lacks")
+        params = decode_state(tensors, {f"{name}.{k}": entry for k, entry in entries.items()})
+        try:
+            rnns[name].set_weight_bias({k.removeprefix(f"{name}."): v for k, v in params.items()})  # type: ignore[operator]
+        except KeyError as exc:
+            raise ArtifactError(f"int8 recurrent layer {name!r} lacks {exc} in the quantized weights") from None
+        state.update({k: v for k, v in rnns[name].state_dict(prefix=f"{name}.").items() if "_all_weight_values." in k})
+
+
 def save_quantized(folder: Path, module: nn.Module, spec: Mapping[str, Any]) -> None:
     """Write a quantized module (int8 safetensors + layout) and its spec into a staging folder."""
     for key in ("plugin", "kwargs", "task", "quantization"):
         if key not in spec:
             raise ArtifactError(f"quantized model spec lacks {key!r}")
     state = module.state_dict()
-    tensors, layout = encode_state(state)
     versions = {prefix: dict(meta) for prefix, meta in getattr(state, "_metadata", {}).items()}
-    save_file(tensors, str(folder / WEIGHTS),
-              metadata={LAYOUT_KEY: json.dumps({"layout": layout, "versions": versions}, sort_keys=True)})
+    rnn_tensors, rnn_layout = encode_rnns(module, state)
+    tensors, layout = encode_state(state)
+    tensors.update(rnn_tensors)
+    record: dict[str, Any] = {"layout": layout, "versions": versions}
+    if rnn_layout:
+        record["rnn"] = rnn_layout
+    save_file(tensors, str(folder / WEIGHTS), metadata={LAYOUT_KEY: json.dumps(record, sort_keys=True)})
     atomic_write_json(folder / SPEC, dict(spec))
 
 
@@ -265,6 +322,8 @@ def load_quantized(path: Path, spec: dict[str, Any], build_fp32: Callable[[dict[
         state = OrderedDict(decode_state(tensors, record["layout"]))
     state._metadata = OrderedDict(record["versions"])  # type: ignore[attr-defined]
     module = rebuild_structure(build_fp32(spec).eval(), spec["quantization"])
+    with _quiet_ao():
+        decode_rnns(module, tensors, record.get("rnn", {}), state)
     try:
         module.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError) as exc:
@@ -272,6 +331,7 @@ def load_quantized(path: Path, spec: dict[str, Any], build_fp32: Callable[[dict[
     return module.eval()
 
 
-__all__ = ["DYNAMIC_LAYERS", "INT8_DYNAMIC", "INT8_STATIC", "decode_state", "describe_example", "encode_state",
+__all__ = ["DYNAMIC_LAYERS", "INT8_DYNAMIC", "INT8_STATIC", "decode_rnns", "decode_state", "describe_example",
+           "encode_rnns", "encode_state",
            "load_quantized", "quantize_dynamic_module", "quantize_static_module", "rebuild_structure",
            "save_quantized"]
