@@ -24,7 +24,8 @@ from pydantic import Field, model_validator
 from modelyard.config.base import Section
 
 SKLEARN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
-PII_TYPES = ("email", "phone", "card", "ip", "iban", "national_id")
+PiiType = Literal["email", "phone", "card", "ip", "iban", "national_id"]
+PII_TYPES: tuple[PiiType, ...] = ("email", "phone", "card", "ip", "iban", "national_id")
 
 
 class SourceConfig(Section):
@@ -199,7 +200,7 @@ class PiiConfig(Section):
     action: Literal["off", "report", "mask", "drop"] = Field(
         default="off", description="off, report counts, mask with typed tokens (<EMAIL> …), or drop the row."
     )
-    types: list[Literal["email", "phone", "card", "ip", "iban", "national_id"]] = Field(
+    types: list[PiiType] = Field(
         default_factory=lambda: list(PII_TYPES), description="Kinds of personal data to look for."
     )
     columns: list[str] | None = Field(

@@ -16,7 +16,7 @@ class ExplainConfig(Section):
 
     enabled: bool = Field(default=True, description="Run the explanation stage in `yard run`.")
     methods: list[ExplainMethod] = Field(
-        default_factory=lambda: ["auto"],
+        default_factory=lambda: list[ExplainMethod](["auto"]),
         description="auto: integrated-gradients for images and text; permutation + shap for tables.")
     examples: int = Field(default=6, ge=1, le=200, description="Test examples given local explanations.")
     steps: int = Field(default=32, ge=4, le=1024, description="Integrated Gradients: interpolation steps.")

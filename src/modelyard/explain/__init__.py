@@ -76,8 +76,8 @@ def run(cfg: ExplainConfig, model: ModelRef, data: DatasetRef, *, ctx: RunContex
     ctx.store.artifacts.link_input(ctx.run_id, model)
     ctx.store.artifacts.link_input(ctx.run_id, data)
     if modality == "text":
-        report = _explain_text(cfg, loaded, dataset, methods, split=split, model=model, data=data)
-        return _publish(report, methods, model, data, ctx=ctx, split=split)
+        text_report = _explain_text(cfg, loaded, dataset, methods, split=split, model=model, data=data)
+        return _publish(text_report, methods, model, data, ctx=ctx, split=split)
     x, y = dataset.arrays(split, balance=False, augment=False)
     if len(y) == 0:
         raise DataError(f"the {split} split of dataset {data.short} is empty: nothing to explain")

@@ -159,7 +159,7 @@ def _pii(quality: dict[str, Any]) -> str:
 
 
 def _images(quality: dict[str, Any]) -> str:
-    read = next((s for s in quality.get("steps", []) if s["step"] == "read"), {})
+    read: dict[str, Any] = next((s for s in quality.get("steps", []) if s["step"] == "read"), {})
     sizes = read.get("image_sizes")
     if not sizes:
         return ""

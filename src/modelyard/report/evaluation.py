@@ -19,7 +19,8 @@ def _interval(report: dict[str, Any], name: str) -> str:
 def metrics_table(report: dict[str, Any]) -> str:
     """Metric, value, confidence interval, and the reason when undefined."""
     undefined = report.get("undefined") or {}
-    confidence = next(iter((report.get("intervals") or {}).values()), {}).get("confidence", 0.95)
+    first: dict[str, Any] = next(iter((report.get("intervals") or {}).values()), {})
+    confidence = first.get("confidence", 0.95)
     rows = [(name, value, _interval(report, name), undefined.get(name, ""))
             for name, value in (report.get("metrics") or {}).items()]
     return grid(["metric", "value", f"{confidence:.0%} CI (bootstrap)", "note"], rows)

@@ -92,7 +92,7 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
     state = get_model_state_dict(_resharded(model), options=_options())
     # Independent, contiguous CPU tensors (tied weights come back sharing storage; safetensors refuses that).
-    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], *, from_rank0: bool = False) -> None:
@@ -103,7 +103,7 @@ def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], *, f
     """
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
-    set_model_state_dict(_resharded(model), state, options=_options(load=True, broadcast=from_rank0))
+    set_model_state_dict(_resharded(model), dict(state), options=_options(load=True, broadcast=from_rank0))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

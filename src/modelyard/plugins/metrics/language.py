@@ -45,7 +45,7 @@ def perplexity(*, y_true: np.ndarray, y_pred: Any = None, y_prob: np.ndarray | N
     return value
 
 
-def _token_accuracy_batch(y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None,
+def _token_accuracy_batch(y_true: np.ndarray, y_pred: np.ndarray | None, y_prob: np.ndarray | None,
                           index: np.ndarray) -> np.ndarray:
     y_true = np.asarray(y_true, dtype=np.int64)
     pred = np.asarray(y_prob).argmax(axis=1) if y_pred is None else np.asarray(y_pred)
