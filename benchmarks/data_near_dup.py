@@ -31,7 +31,8 @@ import time
 import numpy as np
 
 from modelyard.data.dedup import normalize_text
-from modelyard.data.near_dup import near_duplicate_pairs
+from modelyard.data.lsh import MIN_RECALL
+from modelyard.data.near_dup import lsh_bands, near_duplicate_pairs
 
 THRESHOLD, NUM_PERM, K = 0.8, 128, 5
 
@@ -125,7 +126,10 @@ def main() -> None:
                                   "planted_pairs": len(planted), "true_pairs": len(truth),
                                   "planted_jaccard_quartiles": [round(float(q), 3) for q in
                                                                 np.quantile([checked[p] for p in planted],
-                                                                            [0.25, 0.5, 0.75])]}
+                                                                            [0.25, 0.5, 0.75])],
+                                  # near_duplicate_pairs' default banding: (bands, rows per band)
+                                  "ours_banding": list(lsh_bands(THRESHOLD, NUM_PERM, false_negative_weight=0.9,
+                                                                 min_recall=MIN_RECALL))}
     for name in walls:
         got = found[name]
         figures[f"{name}_wall_s"] = round(statistics.median(walls[name]), 3)

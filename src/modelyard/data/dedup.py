@@ -1,23 +1,29 @@
 """Exact duplicates: text normalisation, fast grouping of a key column, and conflicting labels.
 
 Grouping hashes each string once with a vectorised 64-bit hash over the Arrow buffers
-(eight bytes per step, all rows at once), numbers the hashes with pandas' hash table, and
-then *checks* every later copy against the first row of its hash group, so a hash
-collision can never merge two different strings: groups that fail the check are split
-exactly (Arrow dictionary encoding of just their rows). Against ``DataFrame.drop_duplicates``
-on 1M short texts (``benchmarks/data_dedup.py``) it is on par, not the 2× the issue asks for
-(measured on a loaded machine; see the issue note): pandas' object-column hash table is hard
-to beat from NumPy, and the gain is rather that normalised keys cost little more.
+(eight bytes per step for all rows at once, in blocks of 16 384 rows whose bytes stay in
+cache), groups equal hashes with small pandas hash tables (rows partitioned by the top bits
+of their hash, so each table fits in cache), and then *checks* every later copy against the
+first row of its hash group, so a hash collision can never merge two different strings:
+groups that fail the check are split exactly (Arrow dictionary encoding of just their rows).
 
-Missing values (None / NaN) are one key, as in pandas and SQL ``DISTINCT``.
+Against ``DataFrame.drop_duplicates`` on 1M short texts (``benchmarks/data_dedup.py``, on a
+shared 2-core machine at load 3-5) it is 1.6-2.0x faster on a ``str`` column (what
+``read_csv`` returns with pandas 3), not the 2x asked for every time, and 0.8-1.05x (no
+faster) on an ``object`` column: turning a million Python strings into Arrow (~50 ms) plus
+hashing them costs about as much as pandas' whole object hash table.
 
-Near duplicates (MinHash LSH) and train/valid/test leakage are in
-:mod:`modelyard.data.near_dup`.
+Missing values (None / NaN / NA) are one key, as in SQL ``DISTINCT`` and on pandas' ``str``
+columns (on an ``object`` column pandas keeps None and NaN apart).
+
+Near duplicates (MinHash LSH) are in :mod:`modelyard.data.lsh`, train/valid/test leakage in
+:mod:`modelyard.data.leakage`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,11 +45,16 @@ _ODD_WHITESPACE = r"[\t\n\r\x0b\x0c\x1c-\x1f]|  |^ | $"
 # long string does not make the vectorised loop run thousands of nearly empty steps.
 _MAX_VECTOR_WORDS = 128
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers (near_dup.py shares them)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers (minhash.py and lsh.py share them)
 MIX2 = np.uint64(0x94D049BB133111EB)
 _NULL_HASH = np.uint64(0x6A09E667F3BCC908)  # any constant that "" does not hash to
 # _LOW_BYTES[k] keeps the low k bytes of a little-endian word.
 _LOW_BYTES = np.array([0, *((1 << (8 * k)) - 1 for k in range(1, 8)), (1 << 64) - 1], dtype=np.uint64)
+_EIGHT, _TWENTY_NINE = np.uint64(8), np.uint64(29)
+# Strings hashed per block: their bytes (~1 MB for short texts) stay in cache across the word steps.
+_HASH_BLOCK = 1 << 14
+# Rows per hash table when grouping hashes: small tables stay in cache.
+_ROWS_PER_PARTITION = 1 << 15
 
 
 def normalize_text(text: str) -> str:
@@ -187,8 +198,7 @@ def drop_exact_duplicates(frame: pd.DataFrame, column: str, *, normalize: bool =
     """
     if column not in frame.columns:
         raise DataError(f"no column {column!r} to deduplicate on (columns: {', '.join(map(str, frame.columns))})")
-    _, keep = _exact_codes(frame[column], normalize=normalize)
-    return frame.iloc[np.flatnonzero(keep)]
+    return frame.iloc[np.flatnonzero(_exact_keep(frame[column], normalize=normalize))]
 
 
 @dataclass(frozen=True)
@@ -255,6 +265,16 @@ def _exact_codes(keys: KeyColumn, *, normalize: bool) -> tuple[np.ndarray, np.nd
     return _codes_from_hashes(strings, hash_strings(strings))
 
 
+def _exact_keep(keys: KeyColumn, *, normalize: bool) -> np.ndarray:
+    """(N,) bool first-occurrence mask of the keys (what :func:`_exact_codes` gives, with less work)."""
+    strings = _string_array(keys)
+    if strings is None:
+        return _exact_codes(keys, normalize=normalize)[1]
+    if normalize:
+        strings = normalize_texts(strings)
+    return _keep_from_hashes(strings, hash_strings(strings))
+
+
 def _string_array(keys: KeyColumn) -> pa.Array | pa.ChunkedArray | None:
     """The keys as an Arrow (large) string array, or None when they are not all strings."""
     if isinstance(keys, pa.ChunkedArray | pa.Array):
@@ -299,23 +319,78 @@ def _codes_from_hashes(strings: pa.Array | pa.ChunkedArray, hashes: np.ndarray) 
 
     Rows are first grouped by hash; each later copy is then compared with the first row of its
     hash group, and any group where a comparison fails is re-grouped exactly by its strings.
+    Labels count groups in order of first appearance (until a collision adds labels at the end).
     """
-    codes, _ = pd.factorize(hashes.view(np.int64))
-    codes = codes.astype(np.int64)
-    keep = _first_occurrences(codes)
-    first_rows = np.flatnonzero(keep)
+    order, codes_in_order, first_in_order = _group_hashes(hashes)
+    first_rows = order[first_in_order]
+    keep = np.zeros(len(hashes), dtype=bool)
+    keep[first_rows] = True
+    first_of = np.empty(len(hashes), dtype=np.int64)
+    first_of[order] = first_rows[codes_in_order]
+    codes = (np.cumsum(keep) - 1)[first_of]
     copies = np.flatnonzero(~keep)
-    if not len(copies):
-        return codes, keep
-    originals = first_rows[codes[copies]]
-    left, right = strings.take(pa.array(copies)), strings.take(pa.array(originals))
-    same = pc.fill_null(pc.equal(left, right), False).to_numpy(zero_copy_only=False)
-    both_missing = (pc.is_null(left).to_numpy(zero_copy_only=False)
-                    & pc.is_null(right).to_numpy(zero_copy_only=False))
-    collided = copies[~(same | both_missing)]
+    collided = copies[~_same_strings(strings, copies, first_of[copies])]
     if len(collided):
         _split_collisions(strings, codes, keep, np.unique(codes[collided]))
     return codes, keep
+
+
+def _keep_from_hashes(strings: pa.Array | pa.ChunkedArray, hashes: np.ndarray) -> np.ndarray:
+    """The first-occurrence mask of :func:`_codes_from_hashes`, without numbering the groups.
+
+    Checks every later copy against the first row of its hash group as well; only when a
+    check fails (a hash collision) does it fall back to :func:`_codes_from_hashes`.
+    """
+    order, codes_in_order, first_in_order = _group_hashes(hashes)
+    first_rows = order[first_in_order]
+    later = ~first_in_order
+    if not _same_strings(strings, order[later], first_rows[codes_in_order[later]]).all():
+        return _codes_from_hashes(strings, hashes)[1]
+    keep = np.zeros(len(hashes), dtype=bool)
+    keep[first_rows] = True
+    return keep
+
+
+def _group_hashes(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by equal hash: a row order, each row's group label and first-occurrence flag in it.
+
+    One hash table over all rows misses the cache on nearly every row; instead the rows are
+    partitioned (stably) by the top bits of their hash into tables of some 30 000 rows each.
+    Within a partition rows keep their order, and labels grow with first appearance.
+
+    Returns:
+        ``order`` (N,) int64 rows; ``codes`` (N,) int64 group label of ``order[i]``; ``first`` (N,)
+        bool, True where ``order[i]`` is the first row of its group.
+    """
+    n = len(hashes)
+    bits = min(16, max(0, (n // _ROWS_PER_PARTITION).bit_length()))
+    if bits:
+        top = (hashes >> np.uint64(64 - bits)).astype(np.uint16)
+        order = np.argsort(top, kind="stable")  # radix sort on 16-bit keys
+        bounds = np.r_[0, np.cumsum(np.bincount(top, minlength=1 << bits))].tolist()
+    else:
+        order, bounds = np.arange(n), [0, n]
+    in_order = hashes[order].view(np.int64)
+    codes = np.empty(n, dtype=np.int64)
+    offset = 0
+    for low, high in itertools.pairwise(bounds):
+        if high > low:
+            part, uniques = pd.factorize(in_order[low:high])
+            np.add(part, offset, out=codes[low:high])
+            offset += len(uniques)
+    return order, codes, _first_occurrences(codes)
+
+
+def _same_strings(strings: pa.Array | pa.ChunkedArray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(K,) bool: ``strings[left[k]] == strings[right[k]]`` (two missing values are equal)."""
+    if not len(left):
+        return np.zeros(0, dtype=bool)
+    left_values, right_values = strings.take(pa.array(left)), strings.take(pa.array(right))
+    same = pc.fill_null(pc.equal(left_values, right_values), False).to_numpy(zero_copy_only=False)
+    if strings.null_count:
+        same |= (pc.is_null(left_values).to_numpy(zero_copy_only=False)
+                 & pc.is_null(right_values).to_numpy(zero_copy_only=False))
+    return same
 
 
 def _split_collisions(strings: pa.Array | pa.ChunkedArray, codes: np.ndarray, keep: np.ndarray,
@@ -378,38 +453,85 @@ def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """The UTF-8 bytes of a (large) string array, and each row's start and length in them (zero-copy)."""
     _, offsets_buffer, data_buffer = strings.buffers()
     offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[strings.offset:strings.offset + len(strings) + 1]
-    offsets = offsets.astype(np.int64, copy=False)
+    offsets: np.ndarray = np.frombuffer(offsets_buffer, dtype=offset_type)
+    offsets = offsets[strings.offset:strings.offset + len(strings) + 1].astype(np.int64, copy=False)
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
     return data, offsets[:-1], offsets[1:] - offsets[:-1]
 
 
 def _hash_short(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> np.ndarray:
-    """Hash strings of at most ``_MAX_VECTOR_WORDS`` words, ``data[start:start + length]`` each."""
-    padded_size = (len(data) + 16) // 8 * 8
-    padded = np.zeros(padded_size, dtype=np.uint8)
-    padded[:len(data)] = data
-    # An unaligned view: word_at[i] is the little-endian uint64 of bytes i..i+7.
-    word_at = np.lib.stride_tricks.as_strided(padded.view(np.uint64), shape=(padded_size - 7,), strides=(1,),
-                                              writeable=False)
+    """Hash strings of at most ``_MAX_VECTOR_WORDS`` words, ``data[start:start + length]`` each.
+
+    Reads the bytes as aligned 8-byte words (zero-copy when the buffer is 8-byte aligned); the
+    few strings whose last word would read past the buffer are hashed from a small padded copy.
+    """
+    hashes = np.empty(len(starts), dtype=np.uint64)
+    if not len(starts):
+        return hashes
+    if data.ctypes.data % 8:  # not aligned: an aligned copy (Arrow's own buffers are aligned)
+        data = np.concatenate([data, np.zeros(8, dtype=np.uint8)])[:len(data)]
+    aligned = data[:len(data) // 8 * 8].view(np.uint64)
+    # A string starting in word k reads words k .. k + words (the last one only in part).
+    tail = (starts >> 3) + words >= len(aligned)
+    if tail.any():
+        rows = np.flatnonzero(tail)
+        low = int(starts[rows].min()) // 8 * 8
+        padded = np.zeros((len(data) - low) // 8 + 2, dtype=np.uint64)
+        padded.view(np.uint8)[:len(data) - low] = data[low:]
+        hashes[rows] = _hash_aligned(padded, starts[rows] - low, lengths[rows], words[rows])
+        rows = np.flatnonzero(~tail)
+        hashes[rows] = _hash_aligned(aligned, starts[rows], lengths[rows], words[rows])
+    else:
+        hashes[:] = _hash_aligned(aligned, starts, lengths, words)
+    return splitmix_finalize(hashes)
+
+
+def _hash_aligned(aligned: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Unfinalised hash of each string, ``_HASH_BLOCK`` strings at a time (their bytes stay in cache)."""
+    state = np.empty(len(starts), dtype=np.uint64)
+    for block in range(0, len(starts), _HASH_BLOCK):
+        part = slice(block, block + _HASH_BLOCK)
+        state[part] = _hash_block(aligned, starts[part], lengths[part], words[part])
+    return state
+
+
+def _hash_block(aligned: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """One block of :func:`_hash_aligned`: step ``w`` mixes every string's ``w``-th 8-byte word into its state.
+
+    A string's ``w``-th word is ``aligned[k + w] >> 8j | aligned[k + w + 1] << (64 - 8j)`` for a string
+    starting at byte ``8k + j``; the right word of one step is the left word of the next.
+    """
     # Longest strings first, so the strings still going at step w are a prefix: views, not gathers.
     order = np.argsort(-words.astype(np.int16), kind="stable")  # radix sort on 16-bit keys
     starts, lengths = starts[order], lengths[order]
+    word_index = starts >> 3
+    right_shift = ((starts & 7) << 3).astype(np.uint64)
+    left_shift = np.uint64(56) - right_shift  # then 8 more: a shift by 64 would be undefined
     # still_going[w] = strings with more than w words.
-    still_going = len(words) - np.cumsum(np.bincount(words, minlength=1))
+    still_going = (len(words) - np.cumsum(np.bincount(words, minlength=1))).tolist()
     state = lengths.astype(np.uint64) * _GOLDEN
-    for step, active in enumerate(still_going.tolist()):
+    scratch = np.empty(len(starts), dtype=np.uint64)
+    left = aligned[word_index]
+    for step, active in enumerate(still_going):
         if not active:
             break
-        word = word_at[starts[:active] + 8 * step]
+        index = word_index[:active]
+        index += 1
+        right = aligned[index]
+        word, high = left[:active], scratch[:active]
+        np.right_shift(word, right_shift[:active], out=word)
+        np.left_shift(right, left_shift[:active], out=high)
+        np.left_shift(high, _EIGHT, out=high)
+        np.bitwise_or(word, high, out=word)
         # Strings whose last word this is (exactly step + 1 words) sit at the end of the prefix.
-        ending = int(still_going[step + 1]) if step + 1 < len(still_going) else 0
+        ending = still_going[step + 1] if step + 1 < len(still_going) else 0
         word[ending:] &= _LOW_BYTES[lengths[ending:active] - 8 * step]
         x = state[:active]
-        x ^= word
-        x *= MIX1
-        x ^= x >> np.uint64(29)
-    state = splitmix_finalize(state)
+        np.bitwise_xor(x, word, out=x)
+        np.multiply(x, MIX1, out=x)
+        np.right_shift(x, _TWENTY_NINE, out=high)
+        np.bitwise_xor(x, high, out=x)
+        left = right
     hashes = np.empty_like(state)
     hashes[order] = state
     return hashes
