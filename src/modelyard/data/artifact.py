@@ -55,9 +55,9 @@ def arrow_schema(schema: DatasetSchema) -> pa.Schema:
         fields.append(pa.field(schema.image, pa.list_(pa.float32())))
     for col in dict.fromkeys(c for c in (schema.group, schema.id) if c):
         fields.append(pa.field(col, pa.string()))
-    for col in (schema.weight, schema.time):
-        if col:
-            fields.append(pa.field(col, pa.float64()))
+    for numeric in (schema.weight, schema.time):
+        if numeric:
+            fields.append(pa.field(numeric, pa.float64()))
     if schema.labelled:
         fields.append(pa.field(LABEL, pa.int64() if schema.task == "classification" else pa.float32()))
     if schema.fold:

@@ -60,9 +60,9 @@ def scratch_schema(roles: Roles, *, task: str) -> pa.Schema:
         fields.append(pa.field(roles.image, pa.list_(pa.float32())))
     for col in dict.fromkeys(c for c in (roles.group, roles.id) if c):
         fields.append(pa.field(col, pa.string()))
-    for col in (roles.weight, roles.time):
-        if col:
-            fields.append(pa.field(col, pa.float64()))
+    for numeric in (roles.weight, roles.time):
+        if numeric:
+            fields.append(pa.field(numeric, pa.float64()))
     if roles.label is not None:
         fields.append(pa.field(LABEL, pa.float64() if task == "regression" else pa.string()))
     fields.append(pa.field(ROW, pa.int64()))
@@ -174,9 +174,9 @@ def _profile(frame: pd.DataFrame, roles: Roles, log: QualityLog) -> None:
         log.profile(col, kind).update(values)
     if roles.text:
         log.profile(roles.text, "text").update(frame[roles.text].to_numpy())
-    for col in (roles.group, roles.id):
-        if col and col != roles.text:
-            log.profile(col, "categorical").update(frame[col].to_numpy())
+    for key in (roles.group, roles.id):
+        if key and key != roles.text:
+            log.profile(key, "categorical").update(frame[key].to_numpy())
     if roles.label is not None:
         values = frame[LABEL].to_numpy()
         log.profile(f"{roles.label} (label)", "numeric" if values.dtype.kind == "f" else "categorical").update(values)

@@ -366,7 +366,7 @@ def scan_texts(texts: Iterable[str | None], types: Iterable[str] | str = PII_TYP
     for text in texts:
         matches = _find(text, wanted) if isinstance(text, str) and text else []
         flags.append(bool(matches))
-        if not matches:
+        if not matches or not isinstance(text, str):
             out.append(text)
             continue
         masked, found = _mask(text, matches)

@@ -133,9 +133,9 @@ def resolve_roles(cfg: DataConfig, task: str, source: Source, first: pd.DataFram
         raise DataError("no label column: set data.columns.label", where=where)
     named = {"label": label, "text": columns.text or info.text_hint, "group": columns.group, "id": columns.id,
              "weight": columns.weight, "time": columns.time}
-    for role, col in named.items():
-        if col is not None:
-            _require(present, col, where, role=role)
+    for role, named_col in named.items():
+        if named_col is not None:
+            _require(present, named_col, where, role=role)
     for col in [*(columns.features or []), *columns.numeric, *columns.categorical, *columns.ignore]:
         _require(present, col, where)
     roles = Roles(label=label, text=named["text"], group=columns.group, id=columns.id or info.path_column,
