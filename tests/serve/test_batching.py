@@ -95,15 +95,22 @@ def test_full_queue_refuses_at_once_with_retry_after_and_recovers() -> None:
         model.release.clear()
         first = asyncio.ensure_future(batcher.submit(_inputs(1)))
         await asyncio.to_thread(model.started.wait, 5)   # the first input is in the (blocked) forward pass
-        queued = [asyncio.ensure_future(batcher.submit(_inputs(v))) for v in (2, 3)]
+        queued = [asyncio.ensure_future(batcher.submit(_inputs(2)))]
         await asyncio.sleep(0)
+        batcher.check_room()                              # 1 waiting of 2: a request may still come in
+        queued.append(asyncio.ensure_future(batcher.submit(_inputs(3))))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull) as early:
+            batcher.check_room()                          # full: refused before any body would be read
         with pytest.raises(QueueFull) as refused:
             await batcher.submit(_inputs(4))              # 2 waiting = the limit: refused without waiting
         depth = batcher.depth
         model.release.set()
         await asyncio.gather(first, *queued)
+        batcher.check_room()
         await batcher.submit(_inputs(5))                  # room again
         await batcher.close()
+        assert early.value.headers == refused.value.headers and batcher.stats.rejected == 2
         return refused.value, depth, model.sizes
 
     refused, depth, sizes = run(main())

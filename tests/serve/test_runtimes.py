@@ -83,6 +83,28 @@ def test_torch_int8_variant_serves_close_to_fp32_and_refuses_explanations(serve_
         assert refused["error"]["code"] == "explain_unsupported" and refused["error"]["field"] == "explain"
 
 
+def test_a_compressed_int8_variant_is_labelled_int8_and_serves_as_saved(serve_models: ServeModels) -> None:
+    from modelyard.compress.quantize import dynamic_variant
+    from modelyard.config.compress import Int8DynamicVariant
+    from modelyard.runtime.quantized import save_quantized
+
+    fp32 = load_model(serve_models.store, serve_models.iris_v1)
+    quantized, spec = dynamic_variant(fp32.module, fp32.spec, Int8DynamicVariant(method="int8-dynamic"))
+    assert "runtime" not in spec  # what `yard compress` writes: a format, no runtime name
+    # Loaded as saved: re-quantizing would find no nn.Linear left and refuse the artifact.
+    name = _register(serve_models, _publish(serve_models, lambda folder: save_quantized(folder, quantized, spec),
+                                            parent_of=serve_models.iris_v1))
+    with TestClient(_app(serve_models, f"{name}@prod")) as client:
+        assert client.get(f"/v2/models/{name}", headers=AUTH).json()["platform"] == "modelyard_torch-int8"
+        _body, got = _probabilities(client, name)
+        want = probabilities(expected_outputs(serve_models, serve_models.iris_v1, IRIS))
+        np.testing.assert_allclose(got, want, atol=0.05)
+        assert not np.array_equal(got, want)
+        assert (got.argmax(1) == want.argmax(1)).all()
+        refused, _ = _probabilities(client, name, explain=True)
+        assert refused["error"]["code"] == "explain_unsupported"
+
+
 def test_onnx_variant_matches_the_torch_module(serve_models: ServeModels) -> None:
     source = serve_models.store.artifacts.path(serve_models.iris_v1)
     module = load_model(serve_models.store, serve_models.iris_v1).module

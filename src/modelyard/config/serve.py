@@ -68,7 +68,8 @@ class ServeConfig(Section):
                        description="Require `Authorization: Bearer <key>`; false only on a loopback host.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where models run; auto picks CUDA.")
     threads: int | None = Field(default=None, ge=1,
-                                description="Intra-op threads per worker (null: the machine's cores / workers).")
+                                description="Intra-op threads per worker (null: cores / workers - 1, at least 1: "
+                                            "one core's worth left for the worker's event loop).")
     max_batch_size: int = Field(default=32, ge=1, le=4096,
                                 description="Most inputs run in one forward pass (1: no dynamic batching).")
     max_batch_latency_ms: float = Field(default=5.0, ge=0.0, le=10_000.0,

@@ -7,8 +7,10 @@ version's inference thread and every request gets its own rows back.
 
 - **Bounded**: at most ``max_queue`` inputs wait. A request that does not fit is refused
   at once with :class:`QueueFull` (503 + Retry-After), so overload never grows memory or
-  latency without bound. (One request larger than the whole queue is taken when the
-  queue is empty, else it could never run; requests are capped by ``max_instances``.)
+  latency without bound; while the queue is full, :meth:`DynamicBatcher.check_room`
+  refuses requests before their body is even parsed. (One request larger than the whole
+  queue is taken when the queue is empty, else it could never run; requests are capped by
+  ``max_instances``.)
 - **Cancellable**: a request whose caller stopped waiting (timeout, client gone) is
   dropped when the batch is formed; if its batch already ran, its rows are thrown away.
 - **Isolated failures**: a forward pass that raises fails the requests of that batch
@@ -115,6 +117,17 @@ class DynamicBatcher:
         if self._task is None:
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.name}")
+
+    def check_room(self) -> None:
+        """Raise :class:`QueueFull` when the queue is full, so no request of any size could join now.
+
+        Called before a request's body is read: under overload a refusal then costs no JSON
+        parsing or decoding, which keeps refusals fast when the event loop is the bottleneck.
+        """
+        if self._depth >= self.max_queue:
+            self.stats.rejected += 1
+            raise QueueFull(f"queue full ({self._depth} inputs waiting, limit {self.max_queue}); retry later",
+                            self.retry_after_s)
 
     async def submit(self, inputs: Batch) -> np.ndarray:
         """Queue ``inputs`` and wait for their output rows.

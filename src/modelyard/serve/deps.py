@@ -4,6 +4,10 @@
 
 Everything lives on one :class:`ServeState` at ``app.state.serve``, built by
 ``serve/app.py`` at start-up.
+
+The getters are ``async def`` although they do not await: FastAPI runs a plain ``def``
+dependency in its thread pool, and three such hops per request (state, authenticator,
+rate limiter) cost more event-loop time than the rest of a small prediction's handling.
 """
 
 from __future__ import annotations
@@ -43,29 +47,33 @@ class ServeState:
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def get_state(request: Request) -> ServeState:
-    """The worker's :class:`ServeState`."""
+def _state(request: Request) -> ServeState:
     return request.app.state.serve  # type: ignore[no-any-return]
 
 
-def get_hub(request: Request) -> ModelHub:
+async def get_state(request: Request) -> ServeState:
+    """The worker's :class:`ServeState`."""
+    return _state(request)
+
+
+async def get_hub(request: Request) -> ModelHub:
     """The served models."""
-    return get_state(request).hub
+    return _state(request).hub
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     """Checks bearer keys (swap in tests for a fake key store)."""
-    return get_state(request).authenticator
+    return _state(request).authenticator
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     """The per-key token buckets."""
-    return get_state(request).limiter
+    return _state(request).limiter
 
 
-def get_metrics(request: Request) -> ServeMetrics:
+async def get_metrics(request: Request) -> ServeMetrics:
     """The Prometheus metrics."""
-    return get_state(request).metrics
+    return _state(request).metrics
 
 
 __all__ = ["ServeState", "get_authenticator", "get_hub", "get_metrics", "get_rate_limiter", "get_state"]

@@ -59,6 +59,22 @@ async def _await_with_guards(state: ServeState, request: Request, work: asyncio.
     raise ServeError(504, "timeout", f"no answer within {timeout_s:g} s; the request was dropped")
 
 
+def refuse_if_full(state: ServeState, deployment: Deployment) -> None:
+    """503 + Retry-After before the body is read when the deployment's queue is full.
+
+    A refusal then costs no parsing or decoding. (A request the response cache could have
+    answered is refused too: under overload every client is told to come back later.)
+
+    Raises:
+        ServeError: 503 queue full.
+    """
+    try:
+        deployment.batcher.check_room()
+    except ServeError:
+        state.metrics.rejected.labels(model=deployment.name, version=deployment.label).inc()
+        raise
+
+
 async def predict_rows(state: ServeState, request: Request, deployment: Deployment, batch: Batch) -> np.ndarray:
     """Output rows ``(N, K)`` for a decoded batch, from the cache and the batcher.
 
@@ -135,4 +151,4 @@ async def explain_rows(state: ServeState, deployment: Deployment, batch: Batch, 
             raise ServeError(504, "timeout", "explanation took too long") from None
 
 
-__all__ = ["CLIENT_CLOSED", "ClientGone", "check_finite", "explain_rows", "predict_rows"]
+__all__ = ["CLIENT_CLOSED", "ClientGone", "check_finite", "explain_rows", "predict_rows", "refuse_if_full"]

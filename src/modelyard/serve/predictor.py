@@ -11,15 +11,19 @@ runtime         artifact
 ``torch-fp32``  ``weights.safetensors`` + ``spec.json`` (+ ``tokenizer/`` for text): eager
                 PyTorch on CPU or CUDA; attributions by gradient × input.
 ``torch-int8``  the same files with ``"runtime": "torch-int8"`` in ``spec.json``: the fp32
-                weights load, then ``nn.Linear`` layers become dynamic int8 (``serve/int8.py``;
-                CPU only; no attributions: int8 layers have no gradients).
+                weights load, then ``nn.Linear`` layers become dynamic int8 (``serve/int8.py``);
+                or an int8 variant made by ``yard compress`` (``"format": "torch-int8-dynamic"``
+                or ``"torch-int8-static"``), loaded as saved. CPU only; no attributions (int8
+                layers have no gradients).
 ``onnxruntime`` ``model.onnx`` + ``spec.json`` (or ``"runtime": "onnxruntime"``): ONNX
                 Runtime with the worker's thread count; one input (``input``, or
                 ``input_ids`` + ``attention_mask`` for text); no attributions.
 ==============  ==========================================================================
 
 A text model's strings are tokenized with the tokenizer saved in its artifact, exactly
-as at training time. Language models are not served (they generate, not predict).
+as at training time and in evaluation (``runtime/text.py``: eager fp32 batches padded to
+their longest text, compressed variants to ``max_length``). Language models are not
+served (they generate, not predict).
 """
 
 from __future__ import annotations
@@ -84,19 +88,13 @@ class TorchPredictor:
 
     def __init__(self, path: Path, ref: ModelRef, *, device: str = "cpu") -> None:
         from modelyard.runtime import load_model_dir
-        from modelyard.runtime.package import model_tokenizer
+        from modelyard.runtime.text import TextEncoder, text_encoder
 
         self.loaded = load_model_dir(path, ref, device=device)
         self.spec = InputSpec.from_spec(self.loaded.spec)
         _check_task(self.loaded.spec, path)
         self.device = device
-        self.tokenizer = None
-        self.max_length = 0
-        if self.spec.modality == "text":
-            self.tokenizer = model_tokenizer(self.loaded)
-            if self.tokenizer is None:
-                raise ArtifactError("text model artifact has no tokenizer/ folder", where=str(path))
-            self.max_length = _max_length(self.loaded.spec, path)
+        self.encoder: TextEncoder | None = text_encoder(self.loaded) if self.spec.modality == "text" else None
 
     def predict(self, batch: Batch) -> np.ndarray:
         """Logits (or regression values) as float32, in chunks of at most 256 inputs."""
@@ -106,11 +104,10 @@ class TorchPredictor:
         with torch.inference_mode():
             for start in range(0, len(batch), _CHUNK):
                 chunk = batch[start:start + _CHUNK]
-                if self.tokenizer is None:
+                if self.encoder is None:
                     out = self.loaded.module(torch.as_tensor(chunk, device=self.device))  # (B, K)
                 else:
-                    # Padded to the chunk's longest text, as training batches were trimmed to theirs.
-                    ids, mask = self.tokenizer.encode_batch(list(chunk), self.max_length, pad_to_longest=True)
+                    ids, mask = self.encoder.encode(list(chunk))                            # (B, T) each
                     out = self.loaded.module(torch.as_tensor(ids, device=self.device),
                                              torch.as_tensor(mask, device=self.device))   # (B, K)
                 outputs.append(out.float().cpu().numpy())
@@ -120,7 +117,7 @@ class TorchPredictor:
         """Gradient × input of output ``targets[i]`` for input ``i``."""
         import torch
 
-        if self.tokenizer is not None:
+        if self.encoder is not None:
             raise ExplainUnsupported("text models (token ids have no gradient)")
         assert isinstance(batch, np.ndarray)
         module = self.loaded.module
@@ -133,7 +130,8 @@ class TorchPredictor:
 
 
 class TorchInt8Predictor(TorchPredictor):
-    """The fp32 artifact with its ``nn.Linear`` layers quantized to dynamic int8 at load (CPU)."""
+    """int8 on the CPU: a compressed int8 variant as saved, or an fp32 artifact whose ``nn.Linear``
+    layers are quantized to dynamic int8 at load."""
 
     runtime = TORCH_INT8
 
@@ -142,6 +140,8 @@ class TorchInt8Predictor(TorchPredictor):
 
         # The int8 matmul runs on the CPU; on a GPU machine this variant still runs there.
         super().__init__(path, ref, device="cpu")
+        if _compressed_int8(self.loaded.spec):
+            return  # already int8 (yard compress)
         if quantize_linear_layers(self.loaded.module) == 0:
             raise ArtifactError("torch-int8 variant of a model without linear layers", where=str(path))
 
@@ -163,6 +163,7 @@ class OnnxPredictor:
 
         from modelyard.plugins.tokenizers.base import load_tokenizer
         from modelyard.runtime.package import SPEC, TOKENIZER_DIR
+        from modelyard.runtime.text import spec_max_length
 
         model_file = path / ONNX_FILE
         if not model_file.is_file():
@@ -190,7 +191,7 @@ class OnnxPredictor:
             if not folder.is_dir():
                 raise ArtifactError("text model artifact has no tokenizer/ folder", where=str(path))
             self.tokenizer = load_tokenizer(folder)
-            self.max_length = _max_length(raw_spec, path)
+            self.max_length = spec_max_length(raw_spec, where=str(path))
         expected = 2 if self.tokenizer is not None else 1
         if len(self.input_names) != expected:
             raise ArtifactError(f"model.onnx takes {len(self.input_names)} inputs, expected {expected}",
@@ -222,11 +223,11 @@ def _check_task(spec: dict[str, Any], path: Path) -> None:
                             where=str(path))
 
 
-def _max_length(spec: dict[str, Any], path: Path) -> int:
-    value = (spec.get("tokenizer") or {}).get("max_length") or (spec.get("kwargs") or {}).get("max_length")
-    if not isinstance(value, int) or value < 2:
-        raise ArtifactError("text model spec names no max_length (tokenizer.max_length)", where=str(path))
-    return value
+def _compressed_int8(spec: dict[str, Any]) -> bool:
+    """True for the int8 variants ``yard compress`` writes (``format`` in ``spec.json``)."""
+    from modelyard.runtime.quantized import INT8_DYNAMIC, INT8_STATIC
+
+    return spec.get("format") in (INT8_DYNAMIC, INT8_STATIC)
 
 
 def resolve_device(name: str) -> str:
@@ -241,11 +242,13 @@ def resolve_device(name: str) -> str:
 
 
 def runtime_name(spec: dict[str, Any], files: set[str]) -> str:
-    """Which runtime serves an artifact: ``spec["runtime"]`` when set, else by its files."""
+    """Which runtime serves an artifact: ``spec["runtime"]`` when set, else by its files and format."""
     if "runtime" in spec:
         return str(spec["runtime"])
     if ONNX_FILE in files:
         return ONNXRUNTIME
+    if _compressed_int8(spec):
+        return TORCH_INT8
     return TORCH_FP32
 
 

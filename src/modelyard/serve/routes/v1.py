@@ -13,7 +13,7 @@ from modelyard.serve.auth import requires
 from modelyard.serve.deps import ServeState, get_state
 from modelyard.serve.errors import ERROR_RESPONSES
 from modelyard.serve.hub import Deployment, ModelEndpoint
-from modelyard.serve.inference import check_finite, explain_rows, predict_rows
+from modelyard.serve.inference import check_finite, explain_rows, predict_rows, refuse_if_full
 from modelyard.serve.inputs import InputSpec, decode_instances
 from modelyard.serve.limits import read_json, validate_body
 from modelyard.serve.schemas import PredictRequest, PredictResponse
@@ -48,6 +48,7 @@ async def predict_version(name: str, version: str, request: Request,
 
 async def _predict(state: ServeState, request: Request, endpoint: ModelEndpoint,
                    deployment: Deployment) -> JSONResponse:
+    refuse_if_full(state, deployment)
     body = validate_body(PredictRequest, await read_json(request))
     spec = deployment.predictor.spec
     batch = decode_instances(spec, body.instances, state.limits)

@@ -13,7 +13,7 @@ from modelyard.serve.deps import ServeState, get_state
 from modelyard.serve.errors import PROTOCOL_ERROR_RESPONSES as ERRORS
 from modelyard.serve.errors import bad_input
 from modelyard.serve.hub import Deployment, ModelEndpoint
-from modelyard.serve.inference import check_finite, predict_rows
+from modelyard.serve.inference import check_finite, predict_rows, refuse_if_full
 from modelyard.serve.inputs import decode_tensor
 from modelyard.serve.protocol import HEADER_LENGTH, infer_response, model_metadata, parse_infer_request
 from modelyard.serve.schemas import InferRequest, InferResponse, ModelMetadata, ReadyResponse
@@ -79,6 +79,7 @@ async def infer_version(name: str, version: str, request: Request,
 
 
 async def _infer(state: ServeState, request: Request, endpoint: ModelEndpoint, deployment: Deployment) -> Response:
+    refuse_if_full(state, deployment)
     body = await request.body()
     parsed, tensors = parse_infer_request(body, request.headers.get("content-type"), request.headers.get(HEADER_LENGTH))
     spec = deployment.predictor.spec
