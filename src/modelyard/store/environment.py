@@ -45,7 +45,17 @@ def package_versions() -> dict[str, str]:
 
 
 def git_sha(cwd: str | Path | None = None) -> str | None:
-    """The HEAD commit of the working directory's git checkout, or None."""
+    """The HEAD commit of the working directory's git checkout, or None.
+
+    Asked once per process and folder: the code a process runs is what it imported when it
+    started, so a commit made while it runs does not change what its runs used (and a search
+    creating a run per trial does not start ``git`` each time).
+    """
+    return _git_sha(str(Path(cwd or os.getcwd()).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _git_sha(cwd: str) -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                               timeout=5, check=False)

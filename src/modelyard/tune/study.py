@@ -141,12 +141,14 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
+        # A finished trial's figures are one "outcome" attribute (studies written before kept them flat).
+        attrs = {**t.user_attrs, **t.user_attrs.get("outcome", {})}
         rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
-                     "params": dict(t.user_attrs.get("params", t.params)), "run_id": t.user_attrs.get("run_id"),
-                     "std": t.user_attrs.get("std"), "fold_values": t.user_attrs.get("fold_values"),
-                     "model": t.user_attrs.get("model"), "steps": t.user_attrs.get("steps"),
-                     "train_seconds": t.user_attrs.get("train_seconds"), "stopped": t.user_attrs.get("stopped"),
-                     "error": t.user_attrs.get("error") or (_INTERRUPTED if t.state == TrialState.FAIL else None),
+                     "params": dict(attrs.get("params", t.params)), "run_id": attrs.get("run_id"),
+                     "std": attrs.get("std"), "fold_values": attrs.get("fold_values"),
+                     "model": attrs.get("model"), "steps": attrs.get("steps"),
+                     "train_seconds": attrs.get("train_seconds"), "stopped": attrs.get("stopped"),
+                     "error": attrs.get("error") or (_INTERRUPTED if t.state == TrialState.FAIL else None),
                      "duration_s": duration,
                      "intermediate": sorted([int(k), float(v)] for k, v in t.intermediate_values.items())})
     return rows

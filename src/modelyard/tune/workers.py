@@ -93,8 +93,7 @@ def search_loop(store: Store, study: optuna.Study, recipe: Recipe, plan: WorkerP
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             log.warning("trial %d failed: %s", trial.number, exc)
             raise _TrialFailed(str(exc)) from exc
-        for key, value in outcome.attrs().items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr("outcome", outcome.attrs())  # one journal write, not one per figure
         log.info("trial %d %s: %s = %.4f after %d steps", trial.number, outcome.stopped or "complete", cfg.metric,
                  outcome.value, outcome.steps)
         if outcome.stopped:
