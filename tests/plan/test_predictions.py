@@ -56,11 +56,12 @@ def _cpu_per_step(run_id: str) -> list[float]:
     return [seconds * share[step] / 100 for step, seconds in wall[2:]]
 
 
-# text-encoder: after the loop began counting FLOPs before its first step (not inside it), the
-# measured step time came in at 0.57× the prediction once in a full run (it passes alone); open in issue 10.
-_KNOWN_OFF = {"text-encoder": "step-time prediction 0.57x measured since the FLOP count left the first step"}
-
-
+# text-encoder: one epoch is 7 steps, so only two logged windows are compared (steps 5-6 and 7),
+# and the second holds the epoch's last, partial batch alone: the median of the two reads low
+# (0.57-0.60 on the first run of a fresh store, quiet machine included; 0.80-0.98 on the next).
+# The measurement, not the prediction, is off; counting only full-batch windows is the fix (issue 10).
+_KNOWN_OFF = {"text-encoder": "two windows, one of them the partial last batch: the measured step reads low"}
+# Ratios outside the band seen on loaded machines: quickstart 1.42 (CI); the next attempt came in within.
 _ATTEMPTS = 3
 
 
