@@ -489,6 +489,7 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
             window_start, window_samples, window_tokens, window_steps = now, 0, 0, 0
 
         end_of_epoch = step % steps_per_epoch == 0
+        paused = time.perf_counter()  # validation and checkpoints below are not step time
         every = settings.validate_every_steps
         if (every and step % every == 0) or (not every and end_of_epoch) or step == total_steps:
             validations += 1
@@ -522,6 +523,7 @@ def fit(model: nn.Module, *, train: TensorData, valid: TensorData, objective: Ob
                 (ckpt_every and step % ckpt_every == 0) or (not ckpt_every and end_of_epoch and time.perf_counter()
                                                             - last_checkpoint >= settings.checkpoint_min_interval_s)):
             checkpoint()
+        window_start += time.perf_counter() - paused  # keeps step_time_s / samples_per_s to training steps
         ctx.progress.advance(1, epoch=epoch + 1, loss=outcome.loss)
         if stopped_early:
             break
