@@ -38,17 +38,22 @@ import torch
 from torch import nn
 
 
-def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
-    """Best fp32 GEMM rate (GFLOP/s) of ``size``×``size`` matrices: the MFU denominator."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
+def best_mm_seconds(m: int, k: int, n: int, *, repeats: int, warmup: int = 1) -> float:
+    """Best wall time of one fp32 ``(m, k) @ (k, n)`` over ``repeats`` calls, after ``warmup`` calls."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(warmup):
         torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return best
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Best fp32 GEMM rate (GFLOP/s) of ``size``×``size`` matrices: the MFU denominator."""
+    return 2 * size**3 / best_mm_seconds(size, size, size, repeats=repeats, warmup=3) / 1e9
 
 
 def linear_gemm_gflops(tokens: int, hidden: int, ff: int, repeats: int = 5) -> float:
@@ -66,14 +71,7 @@ def linear_gemm_gflops(tokens: int, hidden: int, ff: int, repeats: int = 5) -> f
         shapes += [(tokens, k, n), (tokens, n, k), (k, tokens, n)]
     seconds = flops = 0.0
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        torch.mm(a, b)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - start)
-        seconds += best
+        seconds += best_mm_seconds(m, k, n, repeats=repeats)
         flops += 2 * m * k * n
     return flops / seconds / 1e9
 
