@@ -2,16 +2,15 @@
 
 Grouping hashes each string once with a vectorised 64-bit hash over the Arrow buffers
 (eight bytes per step for all rows at once, in blocks of 16 384 rows whose bytes stay in
-cache), groups equal hashes with small pandas hash tables (rows partitioned by the top bits
-of their hash, so each table fits in cache), and then *checks* every later copy against the
-first row of its hash group, so a hash collision can never merge two different strings:
-groups that fail the check are split exactly (Arrow dictionary encoding of just their rows).
+cache), puts the row number in the hash's low bits and sorts these keys once (NumPy's SIMD
+sort), so rows of equal hash line up earliest first. Every later copy is then *checked*
+against the first row of its run, so a hash collision can never merge two different strings:
+runs that fail the check are grouped again exactly (Arrow dictionary encoding of their rows).
 
-Against ``DataFrame.drop_duplicates`` on 1M short texts (``benchmarks/data_dedup.py``, on a
-shared 2-core machine at load 3-5) it is 1.6-2.0x faster on a ``str`` column (what
-``read_csv`` returns with pandas 3), not the 2x asked for every time, and 0.8-1.05x (no
-faster) on an ``object`` column: turning a million Python strings into Arrow (~50 ms) plus
-hashing them costs about as much as pandas' whole object hash table.
+Against ``DataFrame.drop_duplicates`` on 1M short texts (``benchmarks/data_dedup.py``) the
+hash is about 60 ms, the sort and check about 50 ms; see docs/data.md for the measured
+ratios. A compiled kernel (numba) hashes in about 17 ms, but importing numba and loading its
+cached machine code costs about 0.5 s per process, more than it saves below ~10M rows.
 
 Missing values (None / NaN / NA) are one key, as in SQL ``DISTINCT`` and on pandas' ``str``
 columns (on an ``object`` column pandas keeps None and NaN apart).
@@ -23,7 +22,6 @@ Near duplicates (MinHash LSH) are in :mod:`modelyard.data.lsh`, train/valid/test
 from __future__ import annotations
 
 import hashlib
-import itertools
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,11 +48,9 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 _NULL_HASH = np.uint64(0x6A09E667F3BCC908)  # any constant that "" does not hash to
 # _LOW_BYTES[k] keeps the low k bytes of a little-endian word.
 _LOW_BYTES = np.array([0, *((1 << (8 * k)) - 1 for k in range(1, 8)), (1 << 64) - 1], dtype=np.uint64)
-_EIGHT, _TWENTY_NINE = np.uint64(8), np.uint64(29)
+_TWENTY_NINE = np.uint64(29)
 # Strings hashed per block: their bytes (~1 MB for short texts) stay in cache across the word steps.
 _HASH_BLOCK = 1 << 14
-# Rows per hash table when grouping hashes: small tables stay in cache.
-_ROWS_PER_PARTITION = 1 << 15
 
 
 def normalize_text(text: str) -> str:
@@ -253,26 +249,25 @@ def _plain(value: Any) -> Any:
 
 
 def _exact_codes(keys: KeyColumn, *, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) int64 group labels and (N,) bool first-occurrence mask of the keys."""
+    """(N,) int64 group labels (in order of first appearance) and (N,) bool first-occurrence mask of the keys."""
     strings = _string_array(keys)
     if strings is None:
         values = [normalize_text(v) if normalize and isinstance(v, str) else v for v in _as_list(keys)]
         codes, _ = pd.factorize(pd.array(values, dtype=object), use_na_sentinel=False)
         codes = codes.astype(np.int64)
         return codes, _first_occurrences(codes)
-    if normalize:
-        strings = normalize_texts(strings)
-    return _codes_from_hashes(strings, hash_strings(strings))
+    first_of = _first_rows(normalize_texts(strings) if normalize else strings)
+    keep = first_of == np.arange(len(first_of))
+    return (np.cumsum(keep) - 1)[first_of], keep
 
 
 def _exact_keep(keys: KeyColumn, *, normalize: bool) -> np.ndarray:
-    """(N,) bool first-occurrence mask of the keys (what :func:`_exact_codes` gives, with less work)."""
+    """(N,) bool first-occurrence mask of the keys."""
     strings = _string_array(keys)
     if strings is None:
         return _exact_codes(keys, normalize=normalize)[1]
-    if normalize:
-        strings = normalize_texts(strings)
-    return _keep_from_hashes(strings, hash_strings(strings))
+    first_of = _first_rows(normalize_texts(strings) if normalize else strings)
+    return first_of == np.arange(len(first_of))
 
 
 def _string_array(keys: KeyColumn) -> pa.Array | pa.ChunkedArray | None:
@@ -314,71 +309,34 @@ def _first_occurrences(codes: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _codes_from_hashes(strings: pa.Array | pa.ChunkedArray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group labels and first-occurrence mask of ``strings``, exact whatever ``hashes`` collide on.
+def _first_rows(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """(N,) int64: for each row, the first row holding an equal string (missing values are equal).
 
-    Rows are first grouped by hash; each later copy is then compared with the first row of its
-    hash group, and any group where a comparison fails is re-grouped exactly by its strings.
-    Labels count groups in order of first appearance (until a collision adds labels at the end).
+    Each row's 64-bit hash has its low bits replaced by the row number, and one sort of these
+    keys (NumPy's SIMD sort) lines up rows of equal hash, earliest row first. Every later row is
+    then compared with the first row of its run, so a hash collision can never merge two
+    different strings: the runs where a comparison fails are grouped again exactly.
     """
-    order, codes_in_order, first_in_order = _group_hashes(hashes)
-    first_rows = order[first_in_order]
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[first_rows] = True
-    first_of = np.empty(len(hashes), dtype=np.int64)
-    first_of[order] = first_rows[codes_in_order]
-    codes = (np.cumsum(keep) - 1)[first_of]
-    copies = np.flatnonzero(~keep)
-    collided = copies[~_same_strings(strings, copies, first_of[copies])]
-    if len(collided):
-        _split_collisions(strings, codes, keep, np.unique(codes[collided]))
-    return codes, keep
-
-
-def _keep_from_hashes(strings: pa.Array | pa.ChunkedArray, hashes: np.ndarray) -> np.ndarray:
-    """The first-occurrence mask of :func:`_codes_from_hashes`, without numbering the groups.
-
-    Checks every later copy against the first row of its hash group as well; only when a
-    check fails (a hash collision) does it fall back to :func:`_codes_from_hashes`.
-    """
-    order, codes_in_order, first_in_order = _group_hashes(hashes)
-    first_rows = order[first_in_order]
-    later = ~first_in_order
-    if not _same_strings(strings, order[later], first_rows[codes_in_order[later]]).all():
-        return _codes_from_hashes(strings, hashes)[1]
-    keep = np.zeros(len(hashes), dtype=bool)
-    keep[first_rows] = True
-    return keep
-
-
-def _group_hashes(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows grouped by equal hash: a row order, each row's group label and first-occurrence flag in it.
-
-    One hash table over all rows misses the cache on nearly every row; instead the rows are
-    partitioned (stably) by the top bits of their hash into tables of some 30 000 rows each.
-    Within a partition rows keep their order, and labels grow with first appearance.
-
-    Returns:
-        ``order`` (N,) int64 rows; ``codes`` (N,) int64 group label of ``order[i]``; ``first`` (N,)
-        bool, True where ``order[i]`` is the first row of its group.
-    """
-    n = len(hashes)
-    bits = min(16, max(0, (n // _ROWS_PER_PARTITION).bit_length()))
-    if bits:
-        top = (hashes >> np.uint64(64 - bits)).astype(np.uint16)
-        order = np.argsort(top, kind="stable")  # radix sort on 16-bit keys
-        bounds = np.r_[0, np.cumsum(np.bincount(top, minlength=1 << bits))].tolist()
-    else:
-        order, bounds = np.arange(n), [0, n]
-    in_order = hashes[order].view(np.int64)
-    codes = np.empty(n, dtype=np.int64)
-    offset = 0
-    for low, high in itertools.pairwise(bounds):
-        if high > low:
-            part, uniques = pd.factorize(in_order[low:high])
-            np.add(part, offset, out=codes[low:high])
-            offset += len(uniques)
-    return order, codes, _first_occurrences(codes)
+    n = len(strings)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    row_bits = np.uint64(max(1, (n - 1).bit_length()))
+    keys = hash_strings(strings)
+    keys >>= row_bits
+    keys <<= row_bits
+    keys |= np.arange(n, dtype=np.uint64)
+    keys.sort()
+    rows = (keys & ((np.uint64(1) << row_bits) - np.uint64(1))).view(np.int64)
+    keys >>= row_bits
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_first = np.repeat(rows[starts], np.diff(np.r_[starts, n]))
+    first_of = np.empty(n, dtype=np.int64)
+    first_of[rows] = run_first
+    later = np.flatnonzero(first_of != np.arange(n))
+    same = _same_strings(strings, later, first_of[later])
+    if not same.all():
+        _regroup_exactly(strings, first_of, np.unique(first_of[later[~same]]))
+    return first_of
 
 
 def _same_strings(strings: pa.Array | pa.ChunkedArray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -393,28 +351,19 @@ def _same_strings(strings: pa.Array | pa.ChunkedArray, left: np.ndarray, right: 
     return same
 
 
-def _split_collisions(strings: pa.Array | pa.ChunkedArray, codes: np.ndarray, keep: np.ndarray,
-                      impure: np.ndarray) -> None:
-    """Re-group, in place, the rows of hash groups ``impure`` that hold more than one string."""
-    in_impure = np.zeros(int(codes.max()) + 1, dtype=bool)
-    in_impure[impure] = True
-    rows = np.flatnonzero(in_impure[codes])
+def _regroup_exactly(strings: pa.Array | pa.ChunkedArray, first_of: np.ndarray, impure: np.ndarray) -> None:
+    """Re-group, in place, the rows whose hash run (first row in ``impure``) holds more than one string.
+
+    Equal strings hash alike, so they always share a run: grouping these rows by string alone is exact.
+    """
+    rows = np.flatnonzero(np.isin(first_of, impure))
     exact = pc.dictionary_encode(strings.take(pa.array(rows)), null_encoding="encode")
     if isinstance(exact, pa.ChunkedArray):
         exact = exact.combine_chunks()
     string_codes = exact.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    # Number the distinct (hash group, string) pairs of these rows in order of first appearance.
-    pair_ids, _ = pd.factorize(codes[rows] * (int(string_codes.max()) + 1) + string_codes)
-    pair_first = _first_occurrences(pair_ids.astype(np.int64))
-    first_rows = rows[pair_first]
-    keep[rows] = False
-    keep[first_rows] = True
-    # The pair holding a hash group's first row keeps the group's label; the others get new labels.
-    old_codes, _ = pd.factorize(codes[first_rows])
-    original = _first_occurrences(old_codes.astype(np.int64))
-    pair_label = codes[first_rows]
-    pair_label[~original] = int(codes.max()) + 1 + np.arange(int((~original).sum()))
-    codes[rows] = pair_label[pair_ids]
+    first = _first_occurrences(string_codes)  # dictionary codes count strings in order of first appearance
+    first_of_code = rows[first]
+    first_of[rows] = first_of_code[string_codes]
 
 
 def hash_strings(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -506,7 +455,7 @@ def _hash_block(aligned: np.ndarray, starts: np.ndarray, lengths: np.ndarray, wo
     starts, lengths = starts[order], lengths[order]
     word_index = starts >> 3
     right_shift = ((starts & 7) << 3).astype(np.uint64)
-    left_shift = np.uint64(56) - right_shift  # then 8 more: a shift by 64 would be undefined
+    left_shift = np.uint64(64) - right_shift  # NumPy defines a shift by 64 as giving 0 (C does not)
     # still_going[w] = strings with more than w words.
     still_going = (len(words) - np.cumsum(np.bincount(words, minlength=1))).tolist()
     state = lengths.astype(np.uint64) * _GOLDEN
@@ -521,7 +470,6 @@ def _hash_block(aligned: np.ndarray, starts: np.ndarray, lengths: np.ndarray, wo
         word, high = left[:active], scratch[:active]
         np.right_shift(word, right_shift[:active], out=word)
         np.left_shift(right, left_shift[:active], out=high)
-        np.left_shift(high, _EIGHT, out=high)
         np.bitwise_or(word, high, out=word)
         # Strings whose last word this is (exactly step + 1 words) sit at the end of the prefix.
         ending = still_going[step + 1] if step + 1 < len(still_going) else 0

@@ -101,10 +101,12 @@ def test_exact_groups_keep_the_first_of_each_key_like_pandas(values: list[str | 
     assert all(keys[i] == keys[groups.duplicate_of[i]] for i in range(len(values)))
 
 
-def test_hash_collisions_never_merge_different_strings(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A deliberately terrible hash (3 values) forces the collision check to split groups exactly.
+@pytest.mark.parametrize("shift", [0, 61])
+def test_hash_collisions_never_merge_different_strings(monkeypatch: pytest.MonkeyPatch, shift: int) -> None:
+    # A deliberately terrible hash (3 values, in the low bits that the row number replaces, or in
+    # the top bits that sort) forces the collision check to split groups exactly.
     real = dedup.hash_strings
-    monkeypatch.setattr(dedup, "hash_strings", lambda s: real(s) % np.uint64(3))
+    monkeypatch.setattr(dedup, "hash_strings", lambda s: (real(s) % np.uint64(3)) << np.uint64(shift))
     rng = random.Random(0)
     values = [rng.choice(["alpha", "beta", "gamma", "delta", "eps", None, ""]) for _ in range(500)]
     groups = exact_duplicate_groups(values, normalize=False)
