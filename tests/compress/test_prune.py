@@ -14,6 +14,9 @@ from modelyard.runtime.package import build_from_spec, save_model
 SPECS = {
     "mlp": {"plugin": "mlp", "task": "classification",
             "kwargs": {"num_features": 12, "num_outputs": 3, "hidden": [64, 32], "batch_norm": True}},
+    "image-mlp": {"plugin": "image-mlp", "task": "classification",
+                  "kwargs": {"in_channels": 1, "image_size": [8, 8], "num_outputs": 10, "hidden": [64, 32],
+                             "batch_norm": True}},
     "cnn": {"plugin": "cnn", "task": "classification",
             "kwargs": {"in_channels": 1, "image_size": [8, 8], "num_outputs": 10, "channels": [16, 32, 64]}},
     "transformer-encoder": {"plugin": "transformer-encoder", "task": "classification",
@@ -26,7 +29,7 @@ def _inputs(plugin: str) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     if plugin == "mlp":
         return (torch.randn(5, 12, generator=g),)
-    if plugin == "cnn":
+    if plugin in ("cnn", "image-mlp"):
         return (torch.rand(5, 1, 8, 8, generator=g),)
     mask = torch.ones(5, 12, dtype=torch.long)
     mask[1, 6:] = 0

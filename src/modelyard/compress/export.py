@@ -11,11 +11,18 @@ Exporter: the TorchScript tracer by default. It is deprecated in torch 2.9+ but 
 token models, whose ``if not mask.all()`` shortcut is data-dependent control flow that
 ``torch.export`` (``dynamo``) refuses; traced with a padded example, the masked path is
 recorded, which is also correct for unpadded rows (and the parity check proves it).
+
+Hugging Face backbones are traced with their *eager* attention (matmul, softmax, matmul),
+not SDPA: ONNX Runtime runs that graph faster (all-MiniLM-L6-v2 at batch 1 x 128 tokens, one
+thread: 25.6 ms against 27.3 ms for the SDPA trace; eager PyTorch 32.6 ms). Its transformer
+fusions (``onnxruntime.transformers.optimizer``) were slower still here, so they are not used.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,7 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
     names = input_names(modality)
     module = module.eval()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _eager_attention(module):
             # The legacy exporter announces its deprecation; tracing warns about Python bools on tensors
             # (the masked-attention shortcut), which the parity check on padded and unpadded rows covers.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -72,6 +79,24 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path
     except Exception as exc:
         raise ArtifactError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                             where=f"{cfg.exporter} exporter") from exc
+
+
+@contextmanager
+def _eager_attention(module: nn.Module) -> Iterator[None]:
+    """Switch the Hugging Face models inside ``module`` to eager attention while tracing, then back."""
+    switched = []
+    for sub in module.modules():
+        config = getattr(sub, "config", None)
+        current = getattr(config, "_attn_implementation", None)
+        switch = getattr(sub, "set_attn_implementation", None)
+        if callable(switch) and current not in (None, "eager"):
+            switch("eager")
+            switched.append((switch, current))
+    try:
+        yield
+    finally:
+        for switch, implementation in reversed(switched):
+            switch(implementation)
 
 
 def check_graph(path: Path) -> None:

@@ -99,7 +99,8 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def _structured_mlp(state: dict[str, torch.Tensor], kwargs: dict[str, Any], sparsity: float
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    # nn.Sequential: Linear, [BatchNorm1d], GELU, Dropout per hidden layer, then the head Linear.
+    # nn.Sequential: ([Flatten] for image-mlp), Linear, [BatchNorm1d], GELU, Dropout per hidden layer, then the
+    # head Linear; the layer numbers are read off the state's keys, so the Flatten's offset does not matter.
     linears = sorted({int(k.split(".")[0]) for k in state if k.endswith(".weight") and state[k].ndim == 2})
     state = dict(state)
     widths = []
@@ -203,6 +204,7 @@ def _structured_encoder(state: dict[str, torch.Tensor], kwargs: dict[str, Any], 
 STRUCTURED: dict[str, Callable[[dict[str, torch.Tensor], dict[str, Any], float],
                                tuple[dict[str, torch.Tensor], dict[str, Any]]]] = {
     "mlp": _structured_mlp,
+    "image-mlp": _structured_mlp,
     "cnn": _structured_cnn,
     "transformer-encoder": _structured_encoder,
 }
