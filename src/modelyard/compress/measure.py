@@ -10,12 +10,15 @@ import torch
 from torch import nn
 
 from modelyard.core.manifest import MANIFEST_NAME
+from modelyard.train import HF_DIR
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the model files in an artifact folder (the manifest and spec excluded)."""
+    """Bytes of the files an artifact runs from: the manifest, the spec and the Hugging Face-format
+    copy of a pretrained backbone (``hf/``, an export for other tools the runtime never loads) excluded."""
     return sum(p.stat().st_size for p in folder.rglob("*")
-               if p.is_file() and p.name not in (MANIFEST_NAME, "spec.json"))
+               if p.is_file() and p.name not in (MANIFEST_NAME, "spec.json")
+               and p.relative_to(folder).parts[0] != HF_DIR)
 
 
 def parameter_count(module: nn.Module) -> int | None:

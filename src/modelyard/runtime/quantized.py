@@ -92,6 +92,7 @@ def quantize_dynamic_module(module: nn.Module, *, layers: Sequence[str] = ("line
         quantize_dynamic,
     )
 
+    module = merged_adapters(module)  # skip names the merged layout (backbone.encoder..., no peft prefixes)
     _skip_spec(module, skip)
     qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     kinds = tuple(DYNAMIC_LAYERS[name] for name in layers)
@@ -107,7 +108,45 @@ def quantize_dynamic_module(module: nn.Module, *, layers: Sequence[str] = ("line
         else:  # LSTM/GRU have no per-channel dynamic kernel: they take the per-tensor qconfig.
             spec[name] = qconfig if isinstance(child, nn.Linear) else default_dynamic_qconfig
     with _quiet_ao():
-        return quantize_dynamic(module.eval(), spec, dtype=torch.qint8)  # type: ignore[no-any-return]
+        quantized: nn.Module = quantize_dynamic(module.eval(), spec, dtype=torch.qint8)
+    for child in quantized.modules():
+        if isinstance(child, torch.ao.nn.quantized.Embedding):
+            child.register_forward_pre_hook(_contiguous_indices)
+    return quantized
+
+
+def _contiguous_indices(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The int8 embedding kernel needs contiguous indices; a float table takes any view (e.g. ids with
+    their padding columns sliced off, or BERT's expanded token types), so callers pass them freely."""
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def merged_adapters(module: nn.Module) -> nn.Module:
+    """``module`` with every peft adapter model (LoRA) merged into its base weights, as a copy.
+
+    int8 kernels replace plain ``nn.Linear`` layers; a LoRA layer reads its base layer's float
+    ``weight``, which a quantized Linear no longer has. Merged, the adapters cost nothing at
+    inference and the backbone is an ordinary model. Without adapters ``module`` is returned as is.
+    """
+    if not any(callable(getattr(sub, "merge_and_unload", None)) for sub in module.modules()):
+        return module
+    import copy
+
+    module = copy.deepcopy(module)
+
+    def merge_below(parent: nn.Module) -> None:
+        for name, child in list(parent.named_children()):
+            merge = getattr(child, "merge_and_unload", None)
+            if callable(merge):
+                setattr(parent, name, merge())
+            else:
+                merge_below(child)
+
+    merge = getattr(module, "merge_and_unload", None)
+    if callable(merge):
+        return merge()  # type: ignore[no-any-return]
+    merge_below(module)
+    return module
 
 
 def quantize_static_module(module: nn.Module, *, example: tuple[torch.Tensor, ...],
