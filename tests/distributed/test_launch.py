@@ -106,3 +106,31 @@ def test_yard_train_unreachable_rendezvous(cli_env: dict[str, str], tmp_path: Pa
                             cwd=tmp_path, timeout=120)
     _bad(result, "--rdzv-endpoint", "unreachable after 1 s", "start the node that hosts the endpoint first")
     assert not (tmp_path / "yard-home" / "store.db").exists()  # refused before any run was opened
+
+
+_GLOO_LOST = ("RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+              "[127.0.0.1]:29500: Connection reset by peer")
+
+
+def _error_file(job_dir: Path, rank: int, message: str) -> None:
+    distributed._write_error(job_dir, rank, message, None, None)
+
+
+def test_a_killed_worker_is_named_whichever_rank_notices(tmp_path: Path) -> None:
+    # Rank 1 was SIGKILLed (no error file); rank 0's all-reduce broke and it wrote what it saw.
+    log = tmp_path / "workers.log"
+    log.write_text("torch.distributed.elastic...: failed (exitcode: -9)\n")
+    _error_file(tmp_path, 0, _GLOO_LOST)
+    error = distributed.job_failure(tmp_path, 1, log, LaunchOptions(nproc=2))
+    assert "a worker died before finishing" in error.message
+    assert "nothing was published" in (error.hint or "") and "rank 0 lost its peer" in (error.hint or "")
+
+
+def test_a_rank_s_own_error_wins_over_its_peers_lost_connections(tmp_path: Path) -> None:
+    log = tmp_path / "workers.log"
+    log.write_text("")
+    _error_file(tmp_path, 0, _GLOO_LOST)
+    _error_file(tmp_path, 1, "DataError: shard 1 is empty")
+    error = distributed.job_failure(tmp_path, 1, log, LaunchOptions(nproc=2))
+    assert error.message == "rank 1 failed: DataError: shard 1 is empty"
+    assert "nothing was published" in (error.hint or "")

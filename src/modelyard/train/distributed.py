@@ -352,21 +352,9 @@ def launch(recipe_dict: dict[str, Any], dataset_id: str, *, run_id: str, job_dir
     with log.open("wb") as out:
         code = subprocess.run(torchrun_command(job_dir, options), env=env, stdout=out, stderr=subprocess.STDOUT,
                               check=False).returncode
-    errors = sorted(job_dir.glob("error-rank*.json"))
-    if errors:
-        first = json.loads(errors[0].read_text("utf-8"))
-        raise TrainingError(f"rank {first['rank']} failed: {first['message']}", where=first.get("where"),
-                            hint=first.get("hint") or f"worker output: {log}")
     result = job_dir / RESULT_FILE
-    if code != 0 or not result.exists():
-        tail = log.read_text("utf-8", errors="replace").strip().splitlines()[-12:]
-        text = "\n".join(tail)
-        if "RendezvousTimeoutError" in text or ("rendezvous" in text.lower() and "timeout" in text.lower()):
-            raise TrainingError(f"the rendezvous at {options.rdzv_endpoint} timed out after "
-                                f"{options.rdzv_timeout_s:g} s waiting for {options.nnodes} node(s)",
-                                where="--rdzv-endpoint", hint=f"start every node; worker output: {log}")
-        raise TrainingError(f"distributed training stopped (exit code {code}): a worker died before finishing",
-                            hint=f"nothing was published; worker output: {log}\n{text}")
+    if code != 0 or not result.exists() or any(job_dir.glob("error-rank*.json")):
+        raise job_failure(job_dir, code, log, options)
     outcome = json.loads(result.read_text("utf-8"))
     usage = [json.loads(p.read_text("utf-8")) for p in sorted(job_dir.glob("usage-rank*.json"))]
     outcome["compute"] = {"cpu_hours": round(sum(u["cpu_seconds"] for u in usage) / 3600, 6),
@@ -441,6 +429,35 @@ def worker_main(job_path: Path) -> int:
     return 0
 
 
+# How a rank's collective fails when a peer has gone (killed, out of memory): gloo and NCCL words.
+_PEER_LOST = ("Read error", "Connection closed by peer", "Connection reset by peer", "Broken pipe",
+              "Socket Timeout", "NCCL communicator was aborted")
+
+
+def job_failure(job_dir: Path, code: int, log: Path, options: LaunchOptions) -> TrainingError:
+    """The error of a torchrun job that failed: a rank's own error, a rendezvous timeout, or a dead worker.
+
+    A rank whose collective broke because a peer died (gloo's "Read error", NCCL's abort) is not
+    the cause: when every error file says only that, the job is reported as a worker that died,
+    whichever rank noticed first.
+    """
+    errors = [json.loads(p.read_text("utf-8")) for p in sorted(job_dir.glob("error-rank*.json"))]
+    own = [e for e in errors if not any(word in e["message"] for word in _PEER_LOST)]
+    if own:
+        first = own[0]
+        return TrainingError(f"rank {first['rank']} failed: {first['message']}", where=first.get("where"),
+                             hint=first.get("hint") or f"nothing was published; worker output: {log}")
+    tail = log.read_text("utf-8", errors="replace").strip().splitlines()[-12:] if log.exists() else []
+    text = "\n".join(tail)
+    if "RendezvousTimeoutError" in text or ("rendezvous" in text.lower() and "timeout" in text.lower()):
+        return TrainingError(f"the rendezvous at {options.rdzv_endpoint} timed out after "
+                             f"{options.rdzv_timeout_s:g} s waiting for {options.nnodes} node(s)",
+                             where="--rdzv-endpoint", hint=f"start every node; worker output: {log}")
+    noticed = "".join(f"\nrank {e['rank']} lost its peer: {e['message'].splitlines()[0][-200:]}" for e in errors)
+    return TrainingError(f"distributed training stopped (exit code {code}): a worker died before finishing",
+                         hint=f"nothing was published; worker output: {log}{noticed}\n{text}")
+
+
 def _write_error(job_dir: Path, rank: int, message: str, where: str | None, hint: str | None) -> None:
     path = job_dir / f"error-rank{rank}.json"
     path.write_text(json.dumps({"rank": rank, "message": message, "where": where, "hint": hint}), encoding="utf-8")
@@ -463,6 +480,7 @@ __all__ = [
     "check_batches",
     "global_count",
     "is_main",
+    "job_failure",
     "launch",
     "mean_across_ranks",
     "parse_endpoint",
