@@ -131,3 +131,18 @@ def test_a_hugging_face_backbone_is_traced_with_eager_attention_and_keeps_sdpa(t
     with export_module._eager_attention(module):
         assert module.backbone.config._attn_implementation == "eager"
     assert module.backbone.config._attn_implementation == "sdpa"  # switched back after tracing
+
+
+def test_a_cuda_session_without_the_cuda_provider_is_refused_or_falls_back(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from modelyard.core.errors import ConfigError
+    from modelyard.runtime.onnx import session_for
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    _export(CNN, (torch.rand(2, 1, 8, 8),), (torch.rand(3, 1, 8, 8),), tmp_path)
+    with pytest.raises(ConfigError, match="no CUDA provider"):
+        session_for(tmp_path / "model.onnx", device="cuda")
+    session = session_for(tmp_path / "model.onnx", device="cuda", cpu_fallback=True)  # what a serving worker does
+    assert session.get_providers() == ["CPUExecutionProvider"]

@@ -27,8 +27,21 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor
               "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(float16)": np.float16}
 
 
-def session_for(path: Path, *, device: str | torch.device = "cpu", threads: int | None = None) -> Any:
-    """An ONNX Runtime session for ``path`` on ``device`` (CUDA provider when asked and available)."""
+def session_for(path: Path, *, device: str | torch.device = "cpu", threads: int | None = None,
+                cpu_fallback: bool = False) -> Any:
+    """An ONNX Runtime session for ``path`` on ``device`` (the CUDA provider first when asked).
+
+    Args:
+        path: the ``.onnx`` file.
+        device: ``cpu`` or ``cuda``.
+        threads: intra-op threads (default: torch's thread count for this process).
+        cpu_fallback: with ``device`` cuda and an onnxruntime without the CUDA provider, run on the
+            CPU (a serving worker on a GPU machine with the CPU wheel) instead of refusing.
+
+    Raises:
+        ConfigError: onnxruntime is missing, or cuda asked of a CPU-only onnxruntime without ``cpu_fallback``.
+        ArtifactError: ONNX Runtime cannot load the graph.
+    """
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - the compress extra is installed in CI
@@ -40,13 +53,15 @@ def session_for(path: Path, *, device: str | torch.device = "cpu", threads: int 
     providers = ["CPUExecutionProvider"]
     if torch.device(device).type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if cpu_fallback:
+                return session_for(path, threads=threads)
             raise ConfigError("device is cuda but this onnxruntime has no CUDA provider",
                               hint="pip install onnxruntime-gpu, or run on cpu")
         providers.insert(0, "CUDAExecutionProvider")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:
-        raise ArtifactError(f"ONNX Runtime cannot load the graph: {exc}", where=str(path)) from exc
+        raise ArtifactError(f"ONNX Runtime cannot load the model: {exc}", where=str(path)) from exc
 
 
 class OnnxModule(nn.Module):

@@ -158,10 +158,8 @@ class OnnxPredictor:
     def __init__(self, path: Path, ref: ModelRef, *, device: str = "cpu") -> None:
         import json
 
-        import onnxruntime as ort
-        import torch
-
         from modelyard.plugins.tokenizers.base import load_tokenizer
+        from modelyard.runtime.onnx import session_for
         from modelyard.runtime.package import SPEC, TOKENIZER_DIR
         from modelyard.runtime.text import spec_max_length
 
@@ -173,16 +171,7 @@ class OnnxPredictor:
         raw_spec = json.loads((path / SPEC).read_text("utf-8"))
         _check_task(raw_spec, path)
         self.spec = InputSpec.from_spec(raw_spec)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors for a bad graph
-            raise ArtifactError(f"ONNX Runtime cannot load the model: {exc}", where=str(model_file)) from exc
+        self.session = session_for(model_file, device=device, cpu_fallback=True)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = None
         self.max_length = 0
